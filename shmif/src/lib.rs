@@ -1,0 +1,34 @@
+//! shmif: a shared-memory Ethernet bus, byte-compatible with NetBSD's shmif v3 (x86_64).
+//!
+//! A bus is a memory-mapped file: a 32-byte header and a byte ring of frame records. Every
+//! process that attaches sees every frame, like a hub. `FORMAT.md` gives the layout.
+//!
+//! How the parts stack, bottom up:
+//! - [`format`]: constants and the record header codec.
+//! - `memory`: the mapping; the only raw-pointer code (atomics for header words, copies for ring
+//!   bytes).
+//! - `ring`: NetBSD's ring arithmetic (read, write, advance `first`), spans, validation, reset.
+//! - `sync`: the CAS lock on `lock` with dead-holder recovery, futex wakeups on `spare`;
+//!   `wake`: NetBSD-compatible inotify wakeups.
+//! - `scan`: copying batches of records out of the ring and accounting for them (counters).
+//! - [`Bus`] attaches files; [`Port`] (one per interface) sends and receives; [`Reader`] is a
+//!   passive, lock-free capture of everything; [`dump`] reads a bus image like `shmif_dumpbus`
+//!   and [`pcap`] writes what it finds.
+
+pub mod dump;
+pub mod format;
+pub mod pcap;
+
+mod bus;
+mod memory;
+mod port;
+mod reader;
+mod ring;
+mod scan;
+mod sync;
+mod wake;
+
+pub use bus::{Bus, BusConfig, BusError, HeaderInfo};
+pub use port::{Port, PortSender, Received, SendError};
+pub use reader::Reader;
+pub use scan::Stats;
