@@ -1,5 +1,8 @@
 //! netstack: one shmlab node, a user-space network stack attached to shmif buses.
 //!
-//! Not implemented yet (issue 3): this crate exports nothing, so no caller can mistake it for
-//! a working stack.
+//! Work in progress (issue 3). Available now: [`control`] (the control protocol types) and
+//! [`client`] (a blocking client for a node's control socket).
 #![forbid(unsafe_code)]
+
+pub mod client;
+pub mod control;
