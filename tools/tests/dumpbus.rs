@@ -1,0 +1,350 @@
+//! `shmif_dumpbus` against real bus files written by the shmif library, with its pcap output
+//! read back by the real `tcpdump` and `tshark`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use shmif::{Bus, BusConfig};
+
+const DUMPBUS: &str = env!("CARGO_BIN_EXE_shmif_dumpbus");
+/// IEEE "local experimental" EtherType: tcpdump and tshark show the payload as opaque data.
+const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+
+/// Whether an external tool can be run. A missing tool skips the test with a message, unless
+/// `SHMLAB_REQUIRE_ALL=1` (CI) says every test must really run.
+fn have_tool(name: &str) -> bool {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("SHMLAB_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{name} is not installed and SHMLAB_REQUIRE_ALL=1 (apt-get install -y {name})");
+        }
+        eprintln!("skipping: {name} is not installed (apt-get install -y {name})");
+    }
+    found
+}
+
+/// A broadcast frame of `len` bytes carrying `seq` right after the Ethernet header (when there
+/// is room), so a dump can be checked for which frames it holds and in what order.
+fn frame(src: [u8; 6], len: usize, seq: u32) -> Vec<u8> {
+    let mut f = vec![(seq % 251) as u8; len];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&ETHERTYPE);
+    if len >= 18 {
+        f[14..18].copy_from_slice(&seq.to_be_bytes());
+    }
+    f
+}
+
+/// Writes one frame per length onto a fresh bus of `size` bytes; returns the bus path.
+fn bus_with(dir: &Path, size: u64, lens: impl IntoIterator<Item = usize>) -> PathBuf {
+    let path = dir.join("bus");
+    let bus = Bus::attach(
+        &path,
+        &BusConfig {
+            size,
+            ..BusConfig::default()
+        },
+    )
+    .unwrap();
+    let port = bus.port();
+    for (seq, len) in lens.into_iter().enumerate() {
+        port.send(&frame(port.mac(), len, seq as u32)).unwrap();
+    }
+    path
+}
+
+fn dumpbus(args: &[&str], bus: &Path) -> Output {
+    Command::new(DUMPBUS)
+        .args(args)
+        .arg(bus)
+        .output()
+        .expect("run shmif_dumpbus")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Frame lengths as `tcpdump -e` prints them ("..., length N: ..."), one per packet. Indented
+/// lines are tcpdump's hex dump of payloads it cannot decode.
+fn tcpdump_lengths(pcap: &Path) -> Vec<usize> {
+    let out = run_ok(Command::new("tcpdump").args(["-nn", "-e", "-r"]).arg(pcap));
+    parse_tcpdump_lengths(&out)
+}
+
+fn parse_tcpdump_lengths(out: &str) -> Vec<usize> {
+    out.lines()
+        .filter(|line| !line.starts_with(char::is_whitespace))
+        .map(|line| {
+            let at = line
+                .find(", length ")
+                .unwrap_or_else(|| panic!("no length in tcpdump line {line:?}"));
+            let rest = &line[at + ", length ".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap()
+        })
+        .collect()
+}
+
+/// `frame.len` of every packet, and the sequence number our frames carry (None for frames too
+/// short to carry one), read by tshark.
+fn tshark_frames(pcap: &Path) -> Vec<(usize, Option<u32>)> {
+    let out = run_ok(Command::new("tshark").args(["-r"]).arg(pcap).args([
+        "-T",
+        "fields",
+        "-e",
+        "frame.len",
+        "-e",
+        "data.data",
+    ]));
+    out.lines()
+        .map(|line| {
+            let mut cols = line.split('\t');
+            let len = cols.next().unwrap().trim().parse().unwrap();
+            let data = cols.next().unwrap_or("").trim();
+            let seq = (data.len() >= 8).then(|| u32::from_str_radix(&data[..8], 16).unwrap());
+            (len, seq)
+        })
+        .collect()
+}
+
+#[test]
+fn header_line_and_record_lines_match_netbsd_format() {
+    let dir = tempfile::tempdir().unwrap();
+    // NetBSD's worked example: one 42-byte frame on a fresh 1 MiB bus.
+    let bus = bus_with(dir.path(), 1 << 20, [42]);
+
+    let out = dumpbus(&["-h"], &bus);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "bus version 3, lock: 0, generation: 0, firstoff: 0xfffe0, lastoff: 0x0018\n"
+    );
+    assert_eq!(text(&out.stderr), "");
+
+    let out = dumpbus(&[], &bus);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    // The frame follows the placeholder record and its own 24-byte header: offset 48.
+    let prefix = "packet 0, offset 0x0030, length 0x002a, ts ";
+    assert!(lines[1].starts_with(prefix), "{}", lines[1]);
+    let (sec, usec) = lines[1][prefix.len()..].split_once('/').unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        now.abs_diff(sec.parse::<u64>().unwrap()) < 60,
+        "wall-clock ts"
+    );
+    assert_eq!(usec.len(), 6, "microseconds are zero-padded to 6 digits");
+}
+
+#[test]
+fn every_frame_size_reads_back_through_tcpdump_and_tshark() {
+    if !have_tool("tcpdump") || !have_tool("tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sizes: Vec<usize> = (14..=1514).collect();
+    // 4 MiB holds all 1501 frames without wrapping, and exercises a non-default bus size.
+    let bus = bus_with(dir.path(), 4 << 20, sizes.iter().copied());
+    let pcap = dir.path().join("all.pcap");
+
+    let out = dumpbus(&["-p", pcap.to_str().unwrap()], &bus);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 1 + sizes.len());
+
+    assert_eq!(tcpdump_lengths(&pcap), sizes);
+    let frames = tshark_frames(&pcap);
+    let lens: Vec<usize> = frames.iter().map(|f| f.0).collect();
+    assert_eq!(lens, sizes);
+    let seqs: Vec<u32> = frames.iter().filter_map(|f| f.1).collect();
+    assert_eq!(seqs, (4..sizes.len() as u32).collect::<Vec<_>>());
+}
+
+#[test]
+fn wrapped_ring_dumps_the_newest_contiguous_run() {
+    if !have_tool("tcpdump") || !have_tool("tshark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // About 4.5 MB of records: the 1 MiB ring laps four times and the end lands mid-ring.
+    let total = 6_000u32;
+    let len_of = |seq: u32| 18 + (seq as usize * 131) % (1514 - 18 + 1);
+    let bus = bus_with(dir.path(), 1 << 20, (0..total).map(len_of));
+    let pcap = dir.path().join("wrapped.pcap");
+
+    let out = dumpbus(&["-p", pcap.to_str().unwrap()], &bus);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.starts_with("bus version 3, lock: 0, generation: 0,"),
+        "the ring should have wrapped: {}",
+        stdout.lines().next().unwrap()
+    );
+
+    let frames = tshark_frames(&pcap);
+    let seqs: Vec<u32> = frames.iter().map(|f| f.1.expect("seq")).collect();
+    let oldest = seqs[0];
+    assert!(oldest > 0, "old frames were overwritten");
+    assert_eq!(
+        seqs,
+        (oldest..total).collect::<Vec<_>>(),
+        "a contiguous run ending at the newest frame"
+    );
+    for (len, seq) in &frames {
+        assert_eq!(*len, len_of(seq.unwrap()));
+    }
+    // The run fills the ring: one more (older) record would not have fitted.
+    let bytes: usize = frames.iter().map(|f| 24 + f.0).sum();
+    let ring = (1 << 20) - 32;
+    assert!(
+        bytes <= ring && bytes + 24 + 1514 > ring,
+        "{bytes} of {ring}"
+    );
+
+    assert_eq!(tcpdump_lengths(&pcap).len(), frames.len());
+    assert_eq!(stdout.lines().count(), 1 + frames.len());
+}
+
+#[test]
+fn pcap_on_stdout_pipes_into_tcpdump() {
+    if !have_tool("tcpdump") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = [14, 60, 64, 590, 1500, 1514];
+    let bus = bus_with(dir.path(), 1 << 20, sizes);
+
+    let mut dump = Command::new(DUMPBUS)
+        .args(["-p", "-"])
+        .arg(&bus)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tcpdump = Command::new("tcpdump")
+        .args(["-nn", "-e", "-r", "-"])
+        .stdin(dump.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    let dumped = dump.wait_with_output().unwrap();
+    assert!(dumped.status.success(), "{}", text(&dumped.stderr));
+    assert!(tcpdump.status.success(), "{}", text(&tcpdump.stderr));
+    assert_eq!(parse_tcpdump_lengths(&text(&tcpdump.stdout)), sizes);
+
+    // Text moves to stderr so that stdout is nothing but pcap.
+    let stderr = text(&dumped.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines[0].starts_with("bus version 3, lock: 0,"), "{stderr}");
+    assert_eq!(lines.len(), 1 + sizes.len(), "{stderr}");
+    assert!(lines[1].starts_with("packet 0, "), "{stderr}");
+}
+
+fn assert_fails(out: &Output, bus: &Path, message: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let expected = format!("shmif_dumpbus: {}: {message}", bus.display());
+    assert!(stderr.starts_with(&expected), "{stderr:?} vs {expected:?}");
+}
+
+#[test]
+fn bad_magic_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = dir.path().join("notabus");
+    let mut f = std::fs::File::create(&bus).unwrap();
+    f.write_all(&[0x5a; 1 << 20]).unwrap();
+    drop(f);
+    let out = dumpbus(&[], &bus);
+    assert_fails(
+        &out,
+        &bus,
+        "not a shmif bus: bad magic 0x5a5a5a5a != 0xca11d054",
+    );
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[test]
+fn truncated_bus_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = bus_with(dir.path(), 1 << 20, [60, 60, 60]);
+    let image = std::fs::read(&bus).unwrap();
+
+    let cut = dir.path().join("cut");
+    std::fs::write(&cut, &image[..4096]).unwrap();
+    assert_fails(
+        &dumpbus(&[], &cut),
+        &cut,
+        "file is 4096 bytes, below the 1048576-byte minimum of a shmif bus: truncated?",
+    );
+
+    std::fs::write(&cut, &image[..20]).unwrap();
+    assert_fails(
+        &dumpbus(&["-h"], &cut),
+        &cut,
+        "file is 20 bytes: too short for a shmif bus header",
+    );
+}
+
+#[test]
+fn missing_bus_and_unused_netbsd_bus_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    assert_fails(&dumpbus(&[], &missing), &missing, "No such file");
+
+    // A bus NetBSD created but nobody sent on keeps version 0; NetBSD's tool rejects it too.
+    let fresh = dir.path().join("fresh");
+    let mut image = vec![0u8; 1 << 20];
+    image[0..4].copy_from_slice(&0xca11_d054u32.to_ne_bytes());
+    image[16..20].copy_from_slice(&0xfffe0u32.to_ne_bytes());
+    std::fs::write(&fresh, &image).unwrap();
+    assert_fails(
+        &dumpbus(&["-h"], &fresh),
+        &fresh,
+        "Unhandled bus version 0, program 3",
+    );
+}
+
+#[test]
+fn corrupt_record_is_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = bus_with(dir.path(), 1 << 20, [60, 60, 60, 60]);
+    // Records start at ring offset 24 (after the placeholder) and are 24 + 60 bytes each; give
+    // the third one a length no writer produces.
+    let mut image = std::fs::read(&bus).unwrap();
+    let third = 32 + 24 + 2 * (24 + 60);
+    image[third..third + 4].copy_from_slice(&60_000u32.to_ne_bytes());
+    std::fs::write(&bus, &image).unwrap();
+
+    let out = dumpbus(&[], &bus);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 1 + 2, "two good records");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "shmif_dumpbus: {}: warning: skipped 1 corrupt record",
+            bus.display()
+        )),
+        "{stderr}"
+    );
+}
