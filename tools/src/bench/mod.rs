@@ -1,0 +1,258 @@
+//! The benchmark runner behind `tools/bench`: a table of suites, each returning a markdown section
+//! and a JSON value, merged into `BENCHMARKS.md` and `bench-results/bench.json`.
+//!
+//! Suites that need separate processes re-execute the bench binary with a hidden role (see
+//! [`ROLES`]); a role talks to its parent over stdin/stdout with one line per message.
+//!
+//! To add a suite: write `fn run(&Context) -> anyhow::Result<SuiteReport>` in a module here and
+//! add it to [`SUITES`] (and its child roles, if any, to [`ROLES`]).
+
+pub mod bus;
+pub mod child;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+
+/// A suite: its name on the command line, a one-line description and the function running it.
+pub struct Suite {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn(&Context) -> anyhow::Result<SuiteReport>,
+}
+
+/// Every suite, in the order a bare `tools/bench` runs them.
+pub const SUITES: &[Suite] = &[Suite {
+    name: "bus",
+    about: "shmif bus frames/s and Gbit/s, separate writer and reader processes, vs memcpy",
+    run: bus::run,
+}];
+
+/// Hidden subcommands the runner re-executes itself with: `bench __ROLE ARGS...`.
+pub type Role = fn(Vec<String>) -> anyhow::Result<()>;
+pub const ROLES: &[(&str, Role)] = &[
+    ("__bus-writer", bus::writer_role),
+    ("__bus-reader", bus::reader_role),
+    ("__bus-row", bus::row_role),
+];
+
+/// What a suite gets to work with.
+pub struct Context {
+    /// How long one measured row runs.
+    pub row_time: Duration,
+    /// The bench binary itself, to re-execute in child roles.
+    pub exe: PathBuf,
+}
+
+impl Context {
+    /// `quick` rows are for a smoke run: short, and noisier.
+    pub fn new(quick: bool) -> anyhow::Result<Context> {
+        Ok(Context {
+            row_time: Duration::from_millis(if quick { 300 } else { 1500 }),
+            exe: std::env::current_exe().context("locating the bench binary")?,
+        })
+    }
+}
+
+/// One suite's results.
+pub struct SuiteReport {
+    pub name: &'static str,
+    /// Markdown body (tables and notes) without the section heading.
+    pub markdown: String,
+    /// Raw numbers for the JSON file.
+    pub json: Value,
+}
+
+/// Where and on what the numbers were taken.
+pub struct RunInfo {
+    pub command: String,
+    pub date: String,
+    pub nproc: String,
+    pub kernel: String,
+    pub cpu: String,
+    pub loadavg: String,
+}
+
+impl RunInfo {
+    pub fn collect(command: String) -> RunInfo {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        // Other people share these machines: the load at the start says how quiet the run was.
+        let loadavg = std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into());
+        RunInfo {
+            command,
+            date: shell(&["date", "-u", "+%Y-%m-%d %H:%M:%S UTC"]),
+            nproc: shell(&["nproc"]),
+            kernel: shell(&["uname", "-r"]),
+            cpu,
+            loadavg,
+        }
+    }
+
+    fn markdown(&self) -> String {
+        format!(
+            "Command: `{}`  \nMachine: {} CPUs (`nproc`), {}, Linux {} (`uname -r`), \
+             load average {} at start  \nDate: {}\n",
+            self.command, self.nproc, self.cpu, self.kernel, self.loadavg, self.date
+        )
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "command": self.command,
+            "date": self.date,
+            "nproc": self.nproc,
+            "kernel": self.kernel,
+            "cpu": self.cpu,
+            "loadavg": self.loadavg,
+        })
+    }
+}
+
+fn shell(argv: &[&str]) -> String {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+const MD_TITLE: &str = "# shmlab benchmarks\n\n\
+Written by `tools/bench` (see the README); each section says the command that produced it. \
+Rerun a suite to refresh its section; the others are kept.\n";
+
+fn begin_marker(suite: &str) -> String {
+    format!("<!-- suite:{suite} -->")
+}
+
+fn end_marker(suite: &str) -> String {
+    format!("<!-- /suite:{suite} -->")
+}
+
+/// Replaces (or appends) the section of `report` in an existing BENCHMARKS.md text.
+pub fn merge_markdown(existing: &str, report: &SuiteReport, info: &RunInfo) -> String {
+    let section = format!(
+        "{}\n## {}\n\n{}\n{}{}\n",
+        begin_marker(report.name),
+        report.name,
+        info.markdown(),
+        report.markdown,
+        end_marker(report.name)
+    );
+    let (begin, end) = (begin_marker(report.name), end_marker(report.name));
+    match (existing.find(&begin), existing.find(&end)) {
+        (Some(b), Some(e)) if b < e => {
+            let tail = &existing[e + end.len()..];
+            let tail = tail.strip_prefix('\n').unwrap_or(tail);
+            format!("{}{section}{tail}", &existing[..b])
+        }
+        _ if existing.trim().is_empty() => format!("{MD_TITLE}\n{section}"),
+        _ => format!("{}\n{section}", existing.trim_end()),
+    }
+}
+
+/// Replaces (or adds) the suite's entry in an existing bench.json value.
+pub fn merge_json(existing: Option<Value>, report: &SuiteReport, info: &RunInfo) -> Value {
+    let mut root = existing
+        .filter(|v| v.get("suites").is_some_and(Value::is_object))
+        .unwrap_or_else(|| json!({ "suites": {} }));
+    root["suites"][report.name] = json!({ "run": info.json(), "results": report.json });
+    root
+}
+
+/// Writes each report into the markdown and JSON files, keeping other suites' sections.
+pub fn write_outputs(
+    reports: &[SuiteReport],
+    info: &RunInfo,
+    markdown: &Path,
+    json_path: &Path,
+) -> anyhow::Result<()> {
+    let mut md = std::fs::read_to_string(markdown).unwrap_or_default();
+    let mut js: Option<Value> = std::fs::read(json_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    for r in reports {
+        md = merge_markdown(&md, r, info);
+        js = Some(merge_json(js, r, info));
+    }
+    for p in [markdown, json_path] {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    std::fs::write(markdown, md).with_context(|| format!("writing {}", markdown.display()))?;
+    let text = serde_json::to_string_pretty(&js.unwrap_or(Value::Null))? + "\n";
+    std::fs::write(json_path, text).with_context(|| format!("writing {}", json_path.display()))?;
+    Ok(())
+}
+
+/// Formats a rate with an SI prefix: 12.3 M, 456 k.
+pub fn si(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2} G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0} ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> RunInfo {
+        RunInfo {
+            command: "tools/bench x".into(),
+            date: "d".into(),
+            nproc: "2".into(),
+            kernel: "k".into(),
+            cpu: "c".into(),
+            loadavg: "0".into(),
+        }
+    }
+
+    fn report(name: &'static str, body: &str) -> SuiteReport {
+        SuiteReport {
+            name,
+            markdown: body.into(),
+            json: json!(body),
+        }
+    }
+
+    #[test]
+    fn rerunning_a_suite_replaces_only_its_section() {
+        let md = merge_markdown("", &report("bus", "old bus\n"), &info());
+        let md = merge_markdown(&md, &report("ping", "ping\n"), &info());
+        let md = merge_markdown(&md, &report("bus", "new bus\n"), &info());
+        assert!(md.starts_with("# shmlab benchmarks"));
+        assert!(md.contains("new bus") && !md.contains("old bus"));
+        assert!(
+            md.find("new bus").unwrap() < md.find("ping\n").unwrap(),
+            "order kept"
+        );
+        assert_eq!(md.matches("<!-- suite:bus -->").count(), 1);
+
+        let js = merge_json(None, &report("bus", "a"), &info());
+        let js = merge_json(Some(js), &report("ping", "b"), &info());
+        let js = merge_json(Some(js), &report("bus", "c"), &info());
+        assert_eq!(js["suites"]["bus"]["results"], json!("c"));
+        assert_eq!(js["suites"]["ping"]["results"], json!("b"));
+    }
+}
