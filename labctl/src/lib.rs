@@ -15,5 +15,10 @@
 //! compares EtherType, IPv4 protocol and addresses for `expect_on_bus`.
 #![forbid(unsafe_code)]
 
+pub mod capture;
+pub mod checks;
 pub mod graph;
+pub mod lab;
+pub mod lifecycle;
+pub mod node;
 pub mod topology;

@@ -1,24 +1,126 @@
-//! The `labctl` command line.
+//! The `labctl` command line: parses arguments and maps each subcommand onto the library.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
+use serde::Serialize;
 
-use labctl::{graph, topology};
+use labctl::lab::{self, LabState};
+use labctl::lifecycle::{self, UpOptions};
+use labctl::{capture, checks, graph, node, topology};
 
 /// shmlab controller: bring up declarative network labs, run commands in their nodes, test them.
+///
+/// Labs live in $SHMLAB_DIR, else $XDG_RUNTIME_DIR/shmlab, else /dev/shm/shmlab-$UID.
 #[derive(Parser, Debug)]
-#[command(name = "labctl", version, about, long_about = None)]
+#[command(name = "labctl", version, about)]
 struct Cli {
+    /// The netstack node binary (default: $SHMLAB_NETSTACK, next to labctl, then $PATH)
+    #[arg(long, global = true, value_name = "PATH")]
+    netstack_bin: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Validate a topology, create its buses, start and configure every node
+    Up {
+        /// Topology file (TOML)
+        file: PathBuf,
+        /// Lab directory (default: BASE/NAME; BASE/NAME then links to it)
+        #[arg(long, value_name = "D")]
+        dir: Option<PathBuf>,
+        /// Seconds a node may take to answer on its control socket
+        #[arg(long, default_value_t = 30.0, value_name = "S")]
+        timeout: f64,
+    },
+    /// Stop every process of a lab and remove its directory
+    Down {
+        /// Lab name, or the topology file it was started from
+        lab: String,
+        /// Keep the buses, pcaps and logs (sockets and state go)
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Show nodes (alive?), buses and per-interface counters
+    Status {
+        /// Lab name (default: every running lab)
+        lab: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List running labs
+    Ls,
+    /// Run a node command and stream its output; exits with its status
+    #[command(
+        after_help = "Examples:\n  labctl exec mylab h1 -- ping -c 3 10.0.0.2\n  labctl exec h1 -- ifconfig -a      (when one lab is up)"
+    )]
+    Exec {
+        /// [LAB] NODE (LAB may be left out when one lab is up)
+        #[arg(required = true, num_args = 1..=2, value_name = "LAB/NODE")]
+        target: Vec<String>,
+        /// The node command and its arguments
+        #[arg(last = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Bring a lab up, run its [[checks]], report, bring it down; non-zero exit on any failure
+    Test {
+        /// Topology file (TOML)
+        file: PathBuf,
+        /// Write a JUnit XML report here
+        #[arg(long, value_name = "OUT")]
+        junit: Option<PathBuf>,
+        /// Leave the lab running afterwards
+        #[arg(long)]
+        keep: bool,
+        /// Lab directory (as for `up`)
+        #[arg(long, value_name = "D")]
+        dir: Option<PathBuf>,
+        /// Seconds a node may take to answer on its control socket
+        #[arg(long, default_value_t = 30.0, value_name = "S")]
+        timeout: f64,
+    },
+    /// Capture a live bus to pcap (passive reader: needs no lock, cannot slow the bus)
+    #[command(after_help = "Example:\n  labctl capture mylab lan1 -w - | tcpdump -n -r -")]
+    Capture {
+        /// Lab name
+        #[arg(required_unless_present = "bus_file")]
+        lab: Option<String>,
+        /// Bus name
+        #[arg(required_unless_present = "bus_file")]
+        bus: Option<String>,
+        /// Output file, or - for stdout
+        #[arg(short = 'w', default_value = "-", value_name = "FILE")]
+        write: String,
+        /// Stop after this many frames
+        #[arg(short = 'c', value_name = "N")]
+        count: Option<u64>,
+        /// Stop after this many seconds
+        #[arg(long, value_name = "S")]
+        duration: Option<f64>,
+        /// Capture this bus file directly (used for lifetime captures)
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["lab", "bus"])]
+        bus_file: Option<PathBuf>,
+        /// No summary on stderr
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Write the frames a bus holds right now to a pcap file
+    Dump {
+        /// Lab name
+        lab: String,
+        /// Bus name
+        bus: String,
+        /// Output file, or - for stdout
+        #[arg(short = 'w', value_name = "FILE")]
+        write: String,
+    },
     /// Check a topology file and report every problem with file:line:column
     Validate {
         /// Topology file (TOML)
@@ -31,7 +133,7 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "dot")]
         format: graph::Format,
     },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -49,15 +151,153 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(file: &std::path::Path) -> Result<topology::Topology> {
-    let (topo, _) = topology::load(file)?;
-    Ok(topo)
+fn load(file: &Path) -> Result<(topology::Topology, topology::Source)> {
+    Ok(topology::load(file)?)
+}
+
+fn up_options(cli_bin: &Option<PathBuf>, dir: Option<PathBuf>, timeout: f64) -> UpOptions {
+    UpOptions {
+        dir,
+        netstack_bin: cli_bin.clone(),
+        ready_timeout: Duration::from_secs_f64(timeout.max(0.1)),
+        progress: std::io::stderr().is_terminal(),
+    }
+}
+
+fn bring_up(file: &Path, opts: &UpOptions) -> Result<(topology::Topology, LabState)> {
+    let (topo, src) = load(file)?;
+    for w in lifecycle::warnings(&topo) {
+        eprintln!("labctl: warning: {w}");
+    }
+    let state = lifecycle::up(&topo, &src, opts)?;
+    Ok((topo, state))
+}
+
+/// A lab named directly, or through the topology file it was started from.
+fn lab_name(arg: &str) -> Result<String> {
+    let p = Path::new(arg);
+    if p.is_file() {
+        let (topo, _) = load(p)?;
+        return Ok(topo.name.value);
+    }
+    Ok(arg.to_string())
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Up { file, dir, timeout } => {
+            let opts = up_options(&cli.netstack_bin, dir, timeout);
+            let (_, state) = bring_up(&file, &opts)?;
+            print!("{}", lifecycle::summary(&state));
+            println!(
+                "lab {} is up in {}\n  labctl exec {} NODE -- CMD ...    labctl down {}",
+                state.name,
+                state.dir.display(),
+                state.name,
+                state.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Down { lab, keep } => {
+            let name = lab_name(&lab)?;
+            let r = lifecycle::down(&name, keep)?;
+            let mut msg = format!("lab {name} is down: {} processes stopped", r.stopped);
+            if r.killed > 0 {
+                msg.push_str(&format!(" ({} needed SIGKILL)", r.killed));
+            }
+            if r.already_dead > 0 {
+                msg.push_str(&format!(", {} were already dead", r.already_dead));
+            }
+            if keep {
+                msg.push_str(&format!("; kept {}", r.dir.display()));
+            }
+            println!("{msg}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { lab, json } => status(lab, json),
+        Cmd::Ls => {
+            let names = lab::lab_names();
+            if names.is_empty() {
+                println!("no lab is up");
+            }
+            let mut rows = vec![[
+                "LAB".to_string(),
+                "NODES".to_string(),
+                "ALIVE".to_string(),
+                "DIR".to_string(),
+            ]];
+            for n in names {
+                if let Ok(s) = lab::find_lab(&n) {
+                    let alive = s.nodes.iter().filter(|x| x.proc.alive()).count();
+                    rows.push([
+                        n,
+                        s.nodes.len().to_string(),
+                        alive.to_string(),
+                        s.dir.display().to_string(),
+                    ]);
+                }
+            }
+            if rows.len() > 1 {
+                print!("{}", lifecycle::table(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec { target, cmd } => exec(&target, &cmd),
+        Cmd::Test {
+            file,
+            junit,
+            keep,
+            dir,
+            timeout,
+        } => test(&cli.netstack_bin, &file, junit, keep, dir, timeout),
+        Cmd::Capture {
+            lab,
+            bus,
+            write,
+            count,
+            duration,
+            bus_file,
+            quiet,
+        } => {
+            let path = match bus_file {
+                Some(p) => p,
+                None => {
+                    let state = lab::find_lab(&lab.unwrap_or_default())?;
+                    state.bus_path(&bus.unwrap_or_default())?
+                }
+            };
+            if write == "-" && std::io::stdout().is_terminal() {
+                bail!("pcap is binary: give -w FILE, or pipe stdout (`-w - | tcpdump -r -`)");
+            }
+            let out = capture::open_output(&write)?;
+            let limits = capture::Limits {
+                count,
+                duration: duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
+            };
+            let r = capture::capture(&path, out, limits)?;
+            if !quiet {
+                eprintln!(
+                    "labctl: {} frames captured from {}, {} lost (bus overwrote them first)",
+                    r.frames,
+                    path.display(),
+                    r.lost
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Dump { lab, bus, write } => {
+            let state = lab::find_lab(&lab)?;
+            let path = state.bus_path(&bus)?;
+            let out = capture::open_output(&write)?;
+            let n = capture::dump(&path, out)?;
+            eprintln!(
+                "labctl: {n} frames from {} written to {write}",
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Validate { file } => {
-            let topo = load(&file)?;
+            let (topo, src) = load(&file)?;
             println!(
                 "{}: lab \"{}\" is valid: {} nodes, {} buses, {} checks",
                 file.display(),
@@ -66,10 +306,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 topo.buses.len(),
                 topo.checks.len()
             );
+            for d in topo.unsupported(&src) {
+                println!("note: `up` will refuse this: {d}");
+            }
+            for w in lifecycle::warnings(&topo) {
+                println!("note: {w}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Graph { file, format } => {
-            let topo = load(&file)?;
+            let (topo, _) = load(&file)?;
             print!("{}", graph::render(&topo, format));
             Ok(ExitCode::SUCCESS)
         }
@@ -78,4 +324,286 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn exec(target: &[String], cmd: &[String]) -> Result<ExitCode> {
+    let (state, node_name) = match target {
+        [node] => (lab::only_lab()?, node.as_str()),
+        [lab, node] => (lab::find_lab(lab)?, node.as_str()),
+        _ => bail!("give [LAB] NODE before --"),
+    };
+    let ns = state.node(node_name)?;
+    if !ns.proc.alive() {
+        bail!(
+            "lab {}: node {node_name} is not running (pid {} is gone); its log is {}",
+            state.name,
+            ns.proc.pid,
+            ns.log.display()
+        );
+    }
+    use std::io::Write;
+    let status = netstack::client::run(&ns.socket, cmd, None, |stream, line| match stream {
+        node::Stream::Out => {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        }
+        node::Stream::Err => eprintln!("{line}"),
+    })
+    .with_context(|| format!("lab {}: node {node_name}", state.name))?;
+    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}
+
+fn test(
+    bin: &Option<PathBuf>,
+    file: &Path,
+    junit: Option<PathBuf>,
+    keep: bool,
+    dir: Option<PathBuf>,
+    timeout: f64,
+) -> Result<ExitCode> {
+    let opts = up_options(bin, dir, timeout);
+    let (topo, src) = load(file)?;
+    let name = topo.name.value.clone();
+    for w in lifecycle::warnings(&topo) {
+        eprintln!("labctl: warning: {w}");
+    }
+    let started = std::time::Instant::now();
+    let state = match lifecycle::up(&topo, &src, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(path) = &junit {
+                let r = checks::CheckResult {
+                    name: "up".into(),
+                    passed: false,
+                    detail: format!("{e:#}"),
+                    output: String::new(),
+                    duration: started.elapsed(),
+                };
+                write_file(path, &checks::junit(&name, &[r]))?;
+            }
+            return Err(e);
+        }
+    };
+    println!(
+        "lab {name}: {} nodes up in {:.2}s; running {} checks",
+        state.nodes.len(),
+        started.elapsed().as_secs_f64(),
+        topo.checks.len()
+    );
+    let mut results = Vec::new();
+    for (i, c) in topo.checks.iter().enumerate() {
+        let r = checks::run_one(c, &state);
+        println!(
+            "{} [{}/{}] {} ({:.2}s): {}",
+            if r.passed { "PASS" } else { "FAIL" },
+            i + 1,
+            topo.checks.len(),
+            r.name,
+            r.duration.as_secs_f64(),
+            r.detail
+        );
+        if !r.passed && !r.output.is_empty() {
+            for l in r.output.lines() {
+                println!("    {l}");
+            }
+        }
+        results.push(r);
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if let Some(path) = &junit {
+        write_file(path, &checks::junit(&name, &results))?;
+    }
+    if keep {
+        println!("lab {name} left running (--keep): labctl down {name}");
+    } else {
+        lifecycle::down(&name, false).with_context(|| format!("bringing lab {name} down"))?;
+    }
+    println!("{} passed, {failed} failed", results.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[derive(Serialize)]
+struct NodeStatus {
+    name: String,
+    pid: u32,
+    alive: bool,
+    answers: bool,
+    socket: PathBuf,
+    log: PathBuf,
+    interfaces: Vec<IfStatus>,
+}
+
+#[derive(Serialize)]
+struct IfStatus {
+    name: String,
+    bus: String,
+    addrs: Vec<String>,
+    /// `ifconfig -v NAME` as the node prints it (packet, byte and error counters).
+    counters: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct BusStatus {
+    name: String,
+    path: PathBuf,
+    size: u64,
+    generation: u64,
+    pcap: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct LabStatus {
+    name: String,
+    dir: PathBuf,
+    topology: PathBuf,
+    nodes: Vec<NodeStatus>,
+    buses: Vec<BusStatus>,
+}
+
+fn lab_status(state: &LabState) -> LabStatus {
+    let nodes = lifecycle::parallel(&state.nodes, 8, |_, n| {
+        let alive = n.proc.alive();
+        let mut conn = if alive {
+            node::Connection::open(&n.socket).ok()
+        } else {
+            None
+        };
+        let answers = conn.is_some();
+        let interfaces = n
+            .interfaces
+            .iter()
+            .map(|i| {
+                let argv = vec!["ifconfig".to_string(), "-v".to_string(), i.name.clone()];
+                let counters = conn
+                    .as_mut()
+                    .and_then(|c| node::run_collect(c, &argv).ok())
+                    .map(|o| o.lines.into_iter().map(|(_, l)| l).collect())
+                    .unwrap_or_default();
+                IfStatus {
+                    name: i.name.clone(),
+                    bus: i.bus.clone(),
+                    addrs: i.addrs.clone(),
+                    counters,
+                }
+            })
+            .collect();
+        NodeStatus {
+            name: n.name.clone(),
+            pid: n.proc.pid,
+            alive,
+            answers,
+            socket: n.socket.clone(),
+            log: n.log.clone(),
+            interfaces,
+        }
+    });
+    let buses = state
+        .buses
+        .iter()
+        .map(|b| {
+            let (size, generation) = if b.path.is_file() {
+                shmif::Bus::attach(&b.path, &shmif::BusConfig::default())
+                    .map(|bus| (bus.size(), bus.header().gen))
+                    .unwrap_or((0, 0))
+            } else {
+                (0, 0)
+            };
+            BusStatus {
+                name: b.name.clone(),
+                path: b.path.clone(),
+                size,
+                generation,
+                pcap: b.pcap.clone(),
+            }
+        })
+        .collect();
+    LabStatus {
+        name: state.name.clone(),
+        dir: state.dir.clone(),
+        topology: state.topology.clone(),
+        nodes,
+        buses,
+    }
+}
+
+fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
+    let states: Vec<LabState> = match lab {
+        Some(name) => vec![lab::find_lab(&lab_name(&name)?)?],
+        None => lab::lab_names()
+            .iter()
+            .filter_map(|n| lab::find_lab(n).ok())
+            .collect(),
+    };
+    let all: Vec<LabStatus> = states.iter().map(lab_status).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        println!("no lab is up");
+    }
+    for s in &all {
+        println!(
+            "lab {} ({}), from {}",
+            s.name,
+            s.dir.display(),
+            s.topology.display()
+        );
+        let mut rows = vec![[
+            "NODE".to_string(),
+            "PID".to_string(),
+            "STATE".to_string(),
+            "INTERFACES".to_string(),
+        ]];
+        for n in &s.nodes {
+            let state = match (n.alive, n.answers) {
+                (true, true) => "running",
+                (true, false) => "not answering",
+                _ => "dead",
+            };
+            let ifs: Vec<String> = n
+                .interfaces
+                .iter()
+                .map(|i| format!("{}@{} {}", i.name, i.bus, i.addrs.join(" ")))
+                .collect();
+            rows.push([
+                n.name.clone(),
+                n.pid.to_string(),
+                state.into(),
+                ifs.join(", "),
+            ]);
+        }
+        print!("{}", lifecycle::table(&rows));
+        for n in &s.nodes {
+            for i in n.interfaces.iter().filter(|i| !i.counters.is_empty()) {
+                println!("  {} {}:", n.name, i.name);
+                for l in &i.counters {
+                    println!("    {l}");
+                }
+            }
+        }
+        for b in &s.buses {
+            println!(
+                "  bus {}: {} ({} bytes, generation {}){}",
+                b.name,
+                b.path.display(),
+                b.size,
+                b.generation,
+                b.pcap
+                    .as_ref()
+                    .map(|p| format!(", captured to {}", p.display()))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

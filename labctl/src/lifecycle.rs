@@ -1,0 +1,554 @@
+//! `up` and `down`: from a validated topology to running, configured nodes and back to nothing.
+//!
+//! `up` claims the lab directory (refusing a lab that is up), creates the buses, starts every
+//! node, records their pids in `state.json` at once (so `down` works even if labctl dies), then
+//! waits for each control socket and configures the nodes in parallel. Any failure stops every
+//! process it started and removes the directory before the error is returned.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::lab::{self, BusState, CaptureState, IfState, LabState, NodeState, Proc};
+use crate::node;
+use crate::topology::{Node, RouteDest, Source, Topology};
+
+/// How to bring a lab up.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Put the lab here instead of `BASE/NAME` (which becomes a symlink to it).
+    pub dir: Option<PathBuf>,
+    /// The `netstack` binary (see [`lab::find_netstack`]).
+    pub netstack_bin: Option<PathBuf>,
+    /// How long a node may take to open its control socket.
+    pub ready_timeout: Duration,
+    /// Show a progress bar (only sensible when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            dir: None,
+            netstack_bin: None,
+            ready_timeout: Duration::from_secs(30),
+            progress: false,
+        }
+    }
+}
+
+/// Things `up` did not apply, to print as warnings (IPv6 addresses and routes for now).
+pub fn warnings(topo: &Topology) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in &topo.nodes {
+        for ifc in &n.interfaces {
+            for a in ifc.addrs.iter().filter(|a| !a.value.is_v4()) {
+                out.push(format!(
+                    "{}: {}: {} not applied: nodes do not do IPv6 yet",
+                    n.name.value, ifc.name.value, a.value
+                ));
+            }
+        }
+        for r in n.routes.iter().filter(|r| !r.via.value.is_ipv4()) {
+            out.push(format!(
+                "{}: route to {} via {} not applied: nodes do not do IPv6 yet",
+                n.name.value, r.to.value, r.via.value
+            ));
+        }
+    }
+    out
+}
+
+/// The node commands that configure `node` once it answers, in order.
+pub fn config_commands(node: &Node, bus_path: impl Fn(&str) -> PathBuf) -> Vec<Vec<String>> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let mut cmds = Vec::new();
+    for ifc in &node.interfaces {
+        let name = ifc.name.value.as_str();
+        cmds.push(s(&["ifconfig", name, "create"]));
+        let bus = bus_path(&ifc.bus.value).display().to_string();
+        cmds.push(s(&["ifconfig", name, "linkstr", &bus]));
+        if let Some(mtu) = ifc.mtu {
+            cmds.push(s(&["ifconfig", name, "mtu", &mtu.to_string()]));
+        }
+        for (i, a) in ifc.addrs.iter().filter(|a| a.value.is_v4()).enumerate() {
+            let mut c = s(&["ifconfig", name, "inet", &a.value.to_string()]);
+            if i > 0 {
+                c.push("alias".into());
+            }
+            cmds.push(c);
+        }
+        cmds.push(s(&["ifconfig", name, "up"]));
+    }
+    if node.forwarding {
+        cmds.push(s(&["sysctl", "-w", "net.inet.ip.forwarding=1"]));
+    }
+    for (k, v) in &node.sysctl {
+        cmds.push(s(&["sysctl", "-w", &format!("{k}={v}")]));
+    }
+    for r in node.routes.iter().filter(|r| r.via.value.is_ipv4()) {
+        if let RouteDest::Net(p) = r.to.value {
+            if !matches!(p.addr, IpAddr::V4(_)) {
+                continue;
+            }
+        }
+        cmds.push(r.argv());
+    }
+    for e in &node.exec {
+        cmds.push(e.value.clone());
+    }
+    cmds
+}
+
+/// Runs `f` on every item with up to `workers` threads; results in item order.
+pub fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(items.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(i, item);
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Claims `BASE/NAME` for a new lab: refuses a lab that is up, clears a stale one.
+fn claim_dir(name: &str, dir: Option<&Path>) -> Result<PathBuf> {
+    let base = lab::base_dir();
+    lab::create_private_dir(&base)
+        .with_context(|| format!("creating the lab base dir {}", base.display()))?;
+    let link = base.join(name);
+    if link.symlink_metadata().is_ok() {
+        if let Ok(state) = LabState::load(&link) {
+            let alive = state.procs().iter().filter(|p| p.alive()).count();
+            if alive > 0 {
+                bail!(
+                    "lab \"{name}\" is already up ({alive} processes running, dir {}); run `labctl down {name}` first",
+                    link.display()
+                );
+            }
+        }
+        eprintln!(
+            "labctl: removing stale lab dir {} (no process of it is running)",
+            link.display()
+        );
+        remove_lab_dir(&link, false)?;
+    }
+    match dir {
+        None => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&link)
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        anyhow!("lab \"{name}\" is being started by another labctl")
+                    } else {
+                        anyhow!("creating lab dir {}: {e}", link.display())
+                    }
+                })?;
+            Ok(link)
+        }
+        Some(d) => {
+            let d = std::path::absolute(d)?;
+            lab::create_private_dir(&d)
+                .with_context(|| format!("creating lab dir {}", d.display()))?;
+            if std::fs::read_dir(&d)?.next().is_some() {
+                bail!("lab dir {} is not empty", d.display());
+            }
+            std::os::unix::fs::symlink(&d, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), d.display()))?;
+            Ok(link)
+        }
+    }
+}
+
+/// Removes a lab directory (following the `BASE/NAME` symlink). With `keep`, buses, pcaps and
+/// logs stay and only the sockets and the state file go.
+pub fn remove_lab_dir(link: &Path, keep: bool) -> Result<()> {
+    let target = std::fs::read_link(link).ok();
+    let dir = target.clone().unwrap_or_else(|| link.to_path_buf());
+    if keep {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
+            if ext == "sock" || p.file_name().and_then(|f| f.to_str()) == Some(lab::STATE_FILE) {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+        return Ok(());
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    if target.is_some() {
+        std::fs::remove_file(link).with_context(|| format!("removing {}", link.display()))?;
+    }
+    Ok(())
+}
+
+/// What was started so far, for cleaning up after a failure.
+struct Started {
+    link: PathBuf,
+    procs: Vec<Proc>,
+    children: Vec<Child>,
+}
+
+impl Started {
+    fn abort(mut self) {
+        lab::stop_all(&self.procs, Duration::from_secs(2));
+        for c in &mut self.children {
+            let _ = c.try_wait();
+        }
+        let _ = remove_lab_dir(&self.link, false);
+    }
+}
+
+/// Brings the lab up. On error nothing of it is left running and its directory is gone.
+pub fn up(topo: &Topology, src: &Source, opts: &UpOptions) -> Result<LabState> {
+    let unsupported = topo.unsupported(src);
+    if !unsupported.is_empty() {
+        let lines: Vec<String> = unsupported.iter().map(|d| d.to_string()).collect();
+        bail!("cannot start this lab:\n{}", lines.join("\n"));
+    }
+    let bin = lab::find_netstack(opts.netstack_bin.as_deref())?;
+    let name = topo.name.value.as_str();
+    let link = claim_dir(name, opts.dir.as_deref())?;
+    let mut started = Started {
+        link: link.clone(),
+        procs: Vec::new(),
+        children: Vec::new(),
+    };
+    match start(topo, opts, &bin, &link, &mut started) {
+        Ok(state) => {
+            // The children keep running after labctl exits; `down` stops them by pid.
+            Ok(state)
+        }
+        Err(e) => {
+            started.abort();
+            Err(e.context(format!(
+                "bringing up lab \"{name}\" failed; nothing was left running"
+            )))
+        }
+    }
+}
+
+fn start(
+    topo: &Topology,
+    opts: &UpOptions,
+    bin: &Path,
+    link: &Path,
+    started: &mut Started,
+) -> Result<LabState> {
+    let dir = std::fs::canonicalize(link)?;
+    let name = &topo.name.value;
+
+    let mut buses = Vec::new();
+    for b in &topo.buses {
+        let path = dir.join(format!("{}.bus", b.name));
+        let config = shmif::BusConfig {
+            size: b.size.unwrap_or(shmif::format::MIN_BUS_SIZE),
+            ..Default::default()
+        };
+        shmif::Bus::attach(&path, &config)
+            .with_context(|| format!("creating bus {} at {}", b.name, path.display()))?;
+        buses.push(BusState {
+            name: b.name.clone(),
+            path,
+            pcap: b.capture.then(|| dir.join(format!("{}.pcap", b.name))),
+        });
+    }
+    let bus_path = |bus: &str| {
+        buses
+            .iter()
+            .find(|b| b.name == bus)
+            .map(|b| b.path.clone())
+            .unwrap_or_default()
+    };
+
+    let mut state = LabState {
+        name: name.clone(),
+        topology: std::path::absolute(&topo.file).unwrap_or(topo.file.clone()),
+        dir: dir.clone(),
+        started_unix: lab::now_unix(),
+        nodes: Vec::new(),
+        buses: buses.clone(),
+        captures: Vec::new(),
+    };
+
+    for n in &topo.nodes {
+        let nname = &n.name.value;
+        let socket = dir.join(format!("{nname}.sock"));
+        if socket.as_os_str().len() > 107 {
+            bail!(
+                "node {nname}: control socket path {} is {} bytes, over the 107 a Unix socket allows; use a shorter lab dir (--dir)",
+                socket.display(),
+                socket.as_os_str().len()
+            );
+        }
+        let log = dir.join(format!("{nname}.log"));
+        let child = lab::spawn_node(bin, &socket, &log, &dir.join(format!("{nname}.stderr")))
+            .with_context(|| format!("node {nname}"))?;
+        let proc = Proc::of(&child);
+        started.procs.push(proc.clone());
+        started.children.push(child);
+        state.nodes.push(NodeState {
+            name: nname.clone(),
+            proc,
+            socket,
+            log,
+            interfaces: n
+                .interfaces
+                .iter()
+                .map(|i| IfState {
+                    name: i.name.value.clone(),
+                    bus: i.bus.value.clone(),
+                    addrs: i.addrs.iter().map(|a| a.value.to_string()).collect(),
+                })
+                .collect(),
+        });
+    }
+
+    // Lifetime captures run as `labctl capture` processes of their own.
+    for b in state.buses.clone().iter() {
+        if let Some(pcap) = &b.pcap {
+            let exe = std::env::current_exe()?;
+            use std::os::unix::process::CommandExt;
+            let child = std::process::Command::new(exe)
+                .args(["capture", "--bus-file"])
+                .arg(&b.path)
+                .arg("-w")
+                .arg(pcap)
+                .arg("--quiet")
+                .stdin(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .with_context(|| format!("starting the capture of bus {}", b.name))?;
+            let proc = Proc::of(&child);
+            started.procs.push(proc.clone());
+            started.children.push(child);
+            state.captures.push(CaptureState {
+                bus: b.name.clone(),
+                proc,
+            });
+        }
+    }
+    state.save()?;
+
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(topo.nodes.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} nodes ready {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("up {name}"));
+
+    let jobs: Vec<(&Node, &NodeState)> = topo.nodes.iter().zip(state.nodes.iter()).collect();
+    let results = parallel(&jobs, 8, |_, (node, ns)| {
+        let r = configure(node, ns, opts.ready_timeout, &bus_path);
+        bar.inc(1);
+        r
+    });
+    bar.finish_and_clear();
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if !errors.is_empty() {
+        let shown = errors.len().min(10);
+        let mut msg = errors[..shown].join("\n");
+        if errors.len() > shown {
+            msg.push_str(&format!(
+                "\n... and {} more nodes failed",
+                errors.len() - shown
+            ));
+        }
+        bail!("{msg}");
+    }
+    Ok(state)
+}
+
+fn configure(
+    node: &Node,
+    ns: &NodeState,
+    timeout: Duration,
+    bus_path: &impl Fn(&str) -> PathBuf,
+) -> Result<()> {
+    let died = |what: &str| {
+        let mut msg = format!("node {}: {what} (pid {})", ns.name, ns.proc.pid);
+        let mut lines = lab::tail(&ns.log, 5);
+        lines.extend(lab::tail(&ns.log.with_extension("stderr"), 5));
+        if !lines.is_empty() {
+            msg.push_str(&format!("; last log lines:\n    {}", lines.join("\n    ")));
+        }
+        anyhow!(msg)
+    };
+    let mut conn =
+        node::connect_when_ready(&ns.socket, timeout, || ns.proc.alive()).map_err(|e| {
+            if ns.proc.alive() {
+                died(&format!(
+                    "no answer on {} within {:?}: {e}",
+                    ns.socket.display(),
+                    timeout
+                ))
+            } else {
+                died("exited before opening its control socket")
+            }
+        })?;
+    for argv in config_commands(node, bus_path) {
+        let out = node::run_collect(&mut conn, &argv).map_err(|e| {
+            if ns.proc.alive() {
+                died(&format!("`{}`: {e}", node::show(&argv)))
+            } else {
+                died(&format!("died during `{}`", node::show(&argv)))
+            }
+        })?;
+        if out.status != 0 {
+            bail!(
+                "node {}: `{}` failed with status {}: {}",
+                ns.name,
+                node::show(&argv),
+                out.status,
+                out.stderr_text()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `down` did.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    pub stopped: usize,
+    pub killed: usize,
+    pub already_dead: usize,
+    pub survivors: Vec<u32>,
+    pub dir: PathBuf,
+}
+
+/// Stops every process of lab `name` and removes its directory (or keeps buses, pcaps and logs).
+pub fn down(name: &str, keep: bool) -> Result<DownReport> {
+    let link = lab::lab_path(name);
+    if link.symlink_metadata().is_err() {
+        let up = lab::lab_names();
+        bail!(
+            "lab \"{name}\" is not up (no {}); running labs: {}",
+            link.display(),
+            if up.is_empty() {
+                "none".into()
+            } else {
+                up.join(", ")
+            }
+        );
+    }
+    let mut report = DownReport {
+        dir: link.clone(),
+        ..Default::default()
+    };
+    // A lab whose `up` died before writing state has no known processes; its dir still goes.
+    if let Ok(state) = LabState::load(&link) {
+        let procs = state.procs();
+        report.already_dead = procs.iter().filter(|p| !p.alive()).count();
+        let (killed, survivors) = lab::stop_all(&procs, Duration::from_secs(3));
+        report.killed = killed.len();
+        report.stopped = procs.len() - report.already_dead;
+        report.survivors = survivors.iter().map(|p| p.pid).collect();
+        report.dir = state.dir;
+    }
+    if !report.survivors.is_empty() {
+        bail!(
+            "lab \"{name}\": processes {:?} survived SIGKILL; left {} in place",
+            report.survivors,
+            link.display()
+        );
+    }
+    remove_lab_dir(&link, keep)?;
+    Ok(report)
+}
+
+/// A text table: node, pid, interfaces with their buses and addresses.
+pub fn summary(state: &LabState) -> String {
+    let mut rows = vec![[
+        "NODE".to_string(),
+        "PID".to_string(),
+        "INTERFACE".to_string(),
+        "BUS".to_string(),
+        "ADDRESSES".to_string(),
+    ]];
+    for n in &state.nodes {
+        if n.interfaces.is_empty() {
+            rows.push([
+                n.name.clone(),
+                n.proc.pid.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        for (i, ifc) in n.interfaces.iter().enumerate() {
+            let (name, pid) = if i == 0 {
+                (n.name.clone(), n.proc.pid.to_string())
+            } else {
+                (String::new(), String::new())
+            };
+            rows.push([
+                name,
+                pid,
+                ifc.name.clone(),
+                ifc.bus.clone(),
+                ifc.addrs.join(" "),
+            ]);
+        }
+    }
+    table(&rows)
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
