@@ -41,8 +41,11 @@ pub const ROLES: &[(&str, Role)] = &[
 
 /// What a suite gets to work with.
 pub struct Context {
-    /// How long one measured row runs.
+    /// How long one measured run of a row lasts.
     pub row_time: Duration,
+    /// Runs per row; tables show the median run. The machines are shared, so single runs can be
+    /// far off when another user's job takes a core.
+    pub repeats: usize,
     /// The bench binary itself, to re-execute in child roles.
     pub exe: PathBuf,
 }
@@ -51,7 +54,8 @@ impl Context {
     /// `quick` rows are for a smoke run: short, and noisier.
     pub fn new(quick: bool) -> anyhow::Result<Context> {
         Ok(Context {
-            row_time: Duration::from_millis(if quick { 300 } else { 1500 }),
+            row_time: Duration::from_millis(if quick { 300 } else { 1000 }),
+            repeats: if quick { 1 } else { 3 },
             exe: std::env::current_exe().context("locating the bench binary")?,
         })
     }
@@ -74,6 +78,8 @@ pub struct RunInfo {
     pub kernel: String,
     pub cpu: String,
     pub loadavg: String,
+    /// Load average once the suites are done, filled in by the caller.
+    pub loadavg_end: String,
 }
 
 impl RunInfo {
@@ -87,25 +93,28 @@ impl RunInfo {
                     .map(|(_, v)| v.trim().to_string())
             })
             .unwrap_or_else(|| "unknown".into());
-        // Other people share these machines: the load at the start says how quiet the run was.
-        let loadavg = std::fs::read_to_string("/proc/loadavg")
-            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_else(|_| "unknown".into());
         RunInfo {
             command,
             date: shell(&["date", "-u", "+%Y-%m-%d %H:%M:%S UTC"]),
             nproc: shell(&["nproc"]),
             kernel: shell(&["uname", "-r"]),
             cpu,
-            loadavg,
+            loadavg: loadavg(),
+            loadavg_end: String::new(),
         }
     }
 
     fn markdown(&self) -> String {
         format!(
             "Command: `{}`  \nMachine: {} CPUs (`nproc`), {}, Linux {} (`uname -r`), \
-             load average {} at start  \nDate: {}\n",
-            self.command, self.nproc, self.cpu, self.kernel, self.loadavg, self.date
+             load average {} at start and {} at the end  \nDate: {}\n",
+            self.command,
+            self.nproc,
+            self.cpu,
+            self.kernel,
+            self.loadavg,
+            self.loadavg_end,
+            self.date
         )
     }
 
@@ -117,8 +126,16 @@ impl RunInfo {
             "kernel": self.kernel,
             "cpu": self.cpu,
             "loadavg": self.loadavg,
+            "loadavg_end": self.loadavg_end,
         })
     }
+}
+
+/// Other people share these machines: the load average says how quiet a run was.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn shell(argv: &[&str]) -> String {
@@ -225,6 +242,7 @@ mod tests {
             kernel: "k".into(),
             cpu: "c".into(),
             loadavg: "0".into(),
+            loadavg_end: "0".into(),
         }
     }
 

@@ -78,11 +78,13 @@ fn run(args: Args, raw: &[String]) -> anyhow::Result<()> {
         eprintln!("bench: warning: this is a debug build; run tools/bench for real numbers");
     }
     let ctx = Context::new(args.quick)?;
-    let info = RunInfo::collect(format!("tools/bench {}", raw.join(" ")).trim().to_string());
+    let mut info = RunInfo::collect(format!("tools/bench {}", raw.join(" ")).trim().to_string());
     let (markdown, json) = match &args.out {
         Some(dir) => (dir.join("BENCHMARKS.md"), dir.join("bench.json")),
         None => {
-            let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+            // The workspace root, one level above this package.
+            let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            let root = manifest.parent().unwrap_or(manifest);
             (
                 root.join("BENCHMARKS.md"),
                 root.join("bench-results/bench.json"),
@@ -94,6 +96,7 @@ fn run(args: Args, raw: &[String]) -> anyhow::Result<()> {
         eprintln!("bench: running {}", suite.name);
         reports.push((suite.run)(&ctx).with_context(|| format!("suite {}", suite.name))?);
     }
+    info.loadavg_end = bench::loadavg();
     bench::write_outputs(&reports, &info, &markdown, &json)?;
     eprintln!("bench: wrote {} and {}", markdown.display(), json.display());
     Ok(())
