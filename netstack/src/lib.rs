@@ -1,8 +1,29 @@
-//! netstack: one shmlab node, a user-space network stack attached to shmif buses.
+//! netstack: one shmlab node, a user-space network stack attached to shmif buses (our
+//! `rump_server`).
 //!
-//! Work in progress (issue 3). Available now: [`control`] (the control protocol types) and
-//! [`client`] (a blocking client for a node's control socket).
+//! Data flows through the modules in this order:
+//! - [`link`]: an rx thread per interface reads its bus [`shmif::Port`] and queues frames on
+//!   the node's event channel; the stack sends through the port's `PortSender`.
+//! - [`node`]: the event loop. One stack thread takes frames, control commands and timer
+//!   deadlines; a control thread serves the Unix socket ([`control`] protocol).
+//! - [`stack`]: all protocol state, owned by that one thread: Ethernet and ARP (`l2`), IPv4
+//!   input/forwarding/output with fragmentation and reassembly, ICMP, a UDP stub (`ip`), and
+//!   the tables they use ([`stack::route`], [`stack::arp`], [`stack::reasm`]).
+//! - [`wire`]: one `parse` (untrusted bytes to a validated struct or a
+//!   [`stats::DropReason`]) and one `emit` per protocol; nothing else indexes into packets.
+//! - [`cmd`]: the node's commands (ifconfig, route, netstat, sysctl, arp, ping, traceroute,
+//!   halt), NetBSD syntax, each with `--json`; [`apps`] holds the long-running ones (ping,
+//!   traceroute) as state machines the stack loop drives.
+//! - [`stats`]: drop reasons and protocol counters (`netstat -s`).
+//! - [`client`]: a blocking client for the control socket (`netstack-ctl`, `labctl exec`).
 #![forbid(unsafe_code)]
 
+pub mod apps;
 pub mod client;
+pub mod cmd;
 pub mod control;
+pub mod link;
+pub mod node;
+pub mod stack;
+pub mod stats;
+pub mod wire;

@@ -1,0 +1,67 @@
+//! Long-running commands as state machines the stack loop drives: `poll` sends what is due
+//! and says when it is done, `on_icmp` is offered every ICMP reply or error, `deadline` says
+//! when `poll` wants to run next. The stack thread therefore never blocks on a command.
+
+pub mod ping;
+pub mod traceroute;
+
+use std::time::Instant;
+
+use crate::cmd::Output;
+use crate::stack::{IcmpEvent, Stack};
+
+pub enum Job {
+    Ping(ping::Ping),
+    Traceroute(traceroute::Traceroute),
+}
+
+pub struct JobSlot {
+    pub job: Job,
+    pub out: Output,
+}
+
+impl Job {
+    /// Runs due work; `Some(status)` when finished.
+    pub fn poll(&mut self, stack: &mut Stack, now: Instant, out: &Output) -> Option<i32> {
+        match self {
+            Job::Ping(p) => p.poll(stack, now, out),
+            Job::Traceroute(t) => t.poll(stack, now, out),
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Job::Ping(p) => p.deadline(),
+            Job::Traceroute(t) => t.deadline(),
+        }
+    }
+
+    /// True if the message belonged to this job.
+    pub fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>, out: &Output) -> bool {
+        match self {
+            Job::Ping(p) => p.on_icmp(now, ev, out),
+            Job::Traceroute(t) => t.on_icmp(now, ev, out),
+        }
+    }
+}
+
+/// Text for an ICMP unreachable code, as BSD ping prints it.
+pub fn unreach_text(code: u8, mtu: u16) -> String {
+    use crate::wire::icmp::*;
+    match code {
+        UNREACH_NET => "Destination Net Unreachable".into(),
+        UNREACH_HOST => "Destination Host Unreachable".into(),
+        UNREACH_PROTOCOL => "Destination Protocol Unreachable".into(),
+        UNREACH_PORT => "Destination Port Unreachable".into(),
+        UNREACH_NEEDFRAG => format!("Frag needed and DF set (MTU {mtu})"),
+        c => format!("Dest Unreachable, Unknown Code: {c}"),
+    }
+}
+
+pub fn exceeded_text(code: u8) -> String {
+    match code {
+        crate::wire::icmp::EXCEEDED_TTL => "Time to live exceeded".into(),
+        crate::wire::icmp::EXCEEDED_REASSEMBLY => "Frag reassembly time exceeded".into(),
+        c => format!("Time exceeded, Unknown Code: {c}"),
+    }
+}

@@ -1,0 +1,326 @@
+//! ping: ICMP echo requests at an interval, replies and errors matched by identifier.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{exceeded_text, unreach_text};
+use crate::cmd::Output;
+use crate::stack::{IcmpEvent, OutIp, Stack};
+use crate::wire::icmp::{self, Icmp};
+use crate::wire::ipv4::{parse_quoted, PROTO_ICMP};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub dst: Ipv4Addr,
+    pub count: Option<u64>,
+    pub interval: Duration,
+    /// ICMP data bytes (-s).
+    pub size: usize,
+    /// Total run time (-w).
+    pub deadline: Option<Duration>,
+    pub quiet: bool,
+    pub pattern: Vec<u8>,
+    pub ttl: Option<u8>,
+    pub df: bool,
+    /// How long to wait for answers after the last request.
+    pub wait: Duration,
+    pub json: bool,
+}
+
+pub struct Ping {
+    cfg: Config,
+    ident: u16,
+    end_at: Option<Instant>,
+    next_send: Instant,
+    last_send: Option<Instant>,
+    sent: u64,
+    received: u64,
+    dups: u64,
+    errors: u64,
+    pending: HashMap<u16, Instant>,
+    answered: HashSet<u16>,
+    rtt_min: f64,
+    rtt_max: f64,
+    rtt_sum: f64,
+    rtt_sumsq: f64,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Event<'a> {
+    Start {
+        dst: Ipv4Addr,
+        data_bytes: usize,
+    },
+    Reply {
+        from: Ipv4Addr,
+        seq: u16,
+        ttl: u8,
+        bytes: usize,
+        time_ms: f64,
+        dup: bool,
+    },
+    Error {
+        from: Ipv4Addr,
+        bytes: usize,
+        message: &'a str,
+    },
+    Summary {
+        dst: Ipv4Addr,
+        transmitted: u64,
+        received: u64,
+        duplicates: u64,
+        errors: u64,
+        loss_percent: f64,
+        rtt_ms: Option<Rtt>,
+    },
+}
+
+#[derive(Serialize)]
+struct Rtt {
+    min: f64,
+    avg: f64,
+    max: f64,
+    stddev: f64,
+}
+
+impl Ping {
+    pub fn start(cfg: Config, ident: u16, now: Instant, out: &Output) -> Ping {
+        if cfg.json {
+            out.json(&Event::Start {
+                dst: cfg.dst,
+                data_bytes: cfg.size,
+            });
+        } else {
+            out.out(format!("PING {0} ({0}): {1} data bytes", cfg.dst, cfg.size));
+        }
+        Ping {
+            end_at: cfg.deadline.map(|d| now + d),
+            cfg,
+            ident,
+            next_send: now,
+            last_send: None,
+            sent: 0,
+            received: 0,
+            dups: 0,
+            errors: 0,
+            pending: HashMap::new(),
+            answered: HashSet::new(),
+            rtt_min: f64::MAX,
+            rtt_max: 0.0,
+            rtt_sum: 0.0,
+            rtt_sumsq: 0.0,
+        }
+    }
+
+    fn more_to_send(&self) -> bool {
+        self.cfg.count.is_none_or(|c| self.sent < c)
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        let send = self.more_to_send().then_some(self.next_send);
+        let linger = if self.more_to_send() {
+            None
+        } else {
+            self.last_send.map(|l| l + self.cfg.wait)
+        };
+        [send, linger, self.end_at].into_iter().flatten().min()
+    }
+
+    fn payload(&self, now: Instant) -> Vec<u8> {
+        let mut data = Vec::with_capacity(self.cfg.size);
+        // A timestamp like BSD's struct timeval, for packet captures; timing uses `pending`.
+        let _ = now;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+            .to_be_bytes();
+        for i in 0..self.cfg.size {
+            data.push(if i < 8 && self.cfg.size >= 16 {
+                stamp[i]
+            } else if self.cfg.pattern.is_empty() {
+                i as u8
+            } else {
+                self.cfg.pattern[i % self.cfg.pattern.len()]
+            });
+        }
+        data
+    }
+
+    pub fn poll(&mut self, stack: &mut Stack, now: Instant, out: &Output) -> Option<i32> {
+        if self.end_at.is_some_and(|e| now >= e) {
+            return Some(self.finish(out));
+        }
+        if self.more_to_send() && now >= self.next_send {
+            let seq = self.sent as u16;
+            let msg = icmp::emit(&Icmp::EchoRequest {
+                ident: self.ident,
+                seq,
+                data: &self.payload(now),
+            });
+            self.sent += 1;
+            self.last_send = Some(now);
+            self.next_send = now + self.cfg.interval;
+            self.pending.insert(seq, now);
+            let sent = stack.ip_output(
+                now,
+                OutIp {
+                    src: None,
+                    dst: self.cfg.dst,
+                    proto: PROTO_ICMP,
+                    ttl: self.cfg.ttl,
+                    df: self.cfg.df,
+                    payload: msg,
+                },
+            );
+            if let Err(e) = sent {
+                out.err(format!("ping: sendto: {e}"));
+            }
+        }
+        if let (Some(c), Some(last)) = (self.cfg.count, self.last_send) {
+            let all_answered = self.answered.len() as u64 >= c;
+            if self.sent >= c && (all_answered || now >= last + self.cfg.wait) {
+                return Some(self.finish(out));
+            }
+        }
+        None
+    }
+
+    fn quotes_our_request(&self, quoted: &[u8]) -> bool {
+        parse_quoted(quoted).is_some_and(|q| {
+            q.proto == PROTO_ICMP
+                && q.l4.len() >= 8
+                && q.l4[0] == icmp::ECHO_REQUEST
+                && u16::from_be_bytes([q.l4[4], q.l4[5]]) == self.ident
+        })
+    }
+
+    fn quoted_seq(quoted: &[u8]) -> Option<u16> {
+        parse_quoted(quoted)
+            .filter(|q| q.l4.len() >= 8)
+            .map(|q| u16::from_be_bytes([q.l4[6], q.l4[7]]))
+    }
+
+    pub fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>, out: &Output) -> bool {
+        match ev.msg {
+            Icmp::EchoReply { ident, seq, .. } if ident == self.ident => {
+                let Some(sent_at) = self.pending.get(&seq) else {
+                    return true;
+                };
+                let ms = now.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0;
+                let dup = !self.answered.insert(seq);
+                if dup {
+                    self.dups += 1;
+                } else {
+                    self.received += 1;
+                    self.rtt_min = self.rtt_min.min(ms);
+                    self.rtt_max = self.rtt_max.max(ms);
+                    self.rtt_sum += ms;
+                    self.rtt_sumsq += ms * ms;
+                }
+                if self.cfg.json {
+                    out.json(&Event::Reply {
+                        from: ev.src,
+                        seq,
+                        ttl: ev.ttl,
+                        bytes: ev.len,
+                        time_ms: ms,
+                        dup,
+                    });
+                } else if !self.cfg.quiet {
+                    out.out(format!(
+                        "{} bytes from {}: icmp_seq={} ttl={} time={:.3} ms{}",
+                        ev.len,
+                        ev.src,
+                        seq,
+                        ev.ttl,
+                        ms,
+                        if dup { " (DUP!)" } else { "" }
+                    ));
+                }
+                true
+            }
+            Icmp::Unreachable { code, mtu, quoted } if self.quotes_our_request(quoted) => {
+                self.error(ev, &unreach_text(code, mtu), Self::quoted_seq(quoted), out);
+                true
+            }
+            Icmp::TimeExceeded { code, quoted } if self.quotes_our_request(quoted) => {
+                self.error(ev, &exceeded_text(code), Self::quoted_seq(quoted), out);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn error(&mut self, ev: &IcmpEvent<'_>, text: &str, seq: Option<u16>, out: &Output) {
+        self.errors += 1;
+        // An error answers its probe: no point waiting for a reply to it.
+        if let Some(s) = seq {
+            self.answered.insert(s);
+        }
+        if self.cfg.json {
+            out.json(&Event::Error {
+                from: ev.src,
+                bytes: ev.len,
+                message: text,
+            });
+        } else if !self.cfg.quiet {
+            out.out(format!("{} bytes from {}: {}", ev.len, ev.src, text));
+        }
+    }
+
+    fn finish(&self, out: &Output) -> i32 {
+        let loss = if self.sent == 0 {
+            0.0
+        } else {
+            (self.sent.saturating_sub(self.received)) as f64 * 100.0 / self.sent as f64
+        };
+        let rtt = (self.received > 0).then(|| {
+            let n = self.received as f64;
+            let avg = self.rtt_sum / n;
+            Rtt {
+                min: self.rtt_min,
+                avg,
+                max: self.rtt_max,
+                stddev: (self.rtt_sumsq / n - avg * avg).max(0.0).sqrt(),
+            }
+        });
+        if self.cfg.json {
+            out.json(&Event::Summary {
+                dst: self.cfg.dst,
+                transmitted: self.sent,
+                received: self.received,
+                duplicates: self.dups,
+                errors: self.errors,
+                loss_percent: loss,
+                rtt_ms: rtt,
+            });
+        } else {
+            out.out("");
+            out.out(format!("----{} PING Statistics----", self.cfg.dst));
+            let dups = if self.dups > 0 {
+                format!(", +{} duplicates", self.dups)
+            } else {
+                String::new()
+            };
+            out.out(format!(
+                "{} packets transmitted, {} packets received{}, {:.1}% packet loss",
+                self.sent, self.received, dups, loss
+            ));
+            if let Some(r) = rtt {
+                out.out(format!(
+                    "round-trip min/avg/max/stddev = {:.3}/{:.3}/{:.3}/{:.3} ms",
+                    r.min, r.avg, r.max, r.stddev
+                ));
+            }
+        }
+        if self.received > 0 {
+            0
+        } else {
+            2
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! `ifconfig`: create, attach, address and show interfaces (NetBSD syntax).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use clap::Parser;
+use serde::Serialize;
+
+use super::{classful_prefix, mask_to_prefix, parse, parse_cidr, CmdError, Ctx, Done};
+use crate::stack::{IfAddr, IfCounters, Iface, Stack, MAX_MTU, MIN_MTU};
+
+#[derive(Parser)]
+#[command(name = "ifconfig", about = "configure network interfaces")]
+struct Args {
+    /// Show all interfaces.
+    #[arg(short = 'a')]
+    all: bool,
+    /// List interface names only.
+    #[arg(short = 'l')]
+    list: bool,
+    /// Verbose: packet, byte and error counters and bus statistics.
+    #[arg(short = 'v')]
+    verbose: bool,
+    #[arg(long)]
+    json: bool,
+    /// INTERFACE [create|destroy|up|down|mtu N|linkstr FILE|-linkstr|[inet] ADDR[/LEN]
+    /// [netmask MASK] [alias|-alias|delete]]...
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    words: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct InetInfo {
+    addr: Ipv4Addr,
+    prefix: u8,
+    broadcast: Ipv4Addr,
+}
+
+#[derive(Serialize)]
+struct BusStats {
+    sent: u64,
+    sent_bytes: u64,
+    received: u64,
+    received_bytes: u64,
+    filtered: u64,
+    lost: u64,
+    corrupt: u64,
+    resyncs: u64,
+    lock_recoveries: u64,
+    ring_resets: u64,
+    rx_queue_drops: u64,
+}
+
+#[derive(Serialize)]
+struct IfInfo {
+    name: String,
+    index: u32,
+    flags: u32,
+    flag_names: Vec<&'static str>,
+    mtu: usize,
+    address: Option<String>,
+    linkstr: Option<String>,
+    inet: Vec<InetInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counters: Option<IfCounters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bus: Option<BusStats>,
+}
+
+const IFF_UP: u32 = 0x1;
+const IFF_BROADCAST: u32 = 0x2;
+const IFF_RUNNING: u32 = 0x40;
+const IFF_SIMPLEX: u32 = 0x800;
+const IFF_MULTICAST: u32 = 0x8000;
+
+fn info(i: &Iface, verbose: bool) -> IfInfo {
+    let mut flags = IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST;
+    if i.up {
+        flags |= IFF_UP;
+    }
+    if i.running() {
+        flags |= IFF_RUNNING;
+    }
+    let names = [
+        (IFF_UP, "UP"),
+        (IFF_BROADCAST, "BROADCAST"),
+        (IFF_RUNNING, "RUNNING"),
+        (IFF_SIMPLEX, "SIMPLEX"),
+        (IFF_MULTICAST, "MULTICAST"),
+    ];
+    IfInfo {
+        name: i.name.clone(),
+        index: i.index,
+        flags,
+        flag_names: names
+            .iter()
+            .filter(|(f, _)| flags & f != 0)
+            .map(|(_, n)| *n)
+            .collect(),
+        mtu: i.mtu,
+        address: i.link.as_ref().map(|l| l.mac.to_string()),
+        linkstr: i.link.as_ref().map(|l| l.linkstr.display().to_string()),
+        inet: i
+            .addrs
+            .iter()
+            .map(|a| InetInfo {
+                addr: a.addr,
+                prefix: a.prefix,
+                broadcast: a.broadcast(),
+            })
+            .collect(),
+        counters: verbose.then_some(i.counters),
+        bus: i.link.as_ref().filter(|_| verbose).map(|l| {
+            let s = l.port_stats;
+            BusStats {
+                sent: s.sent,
+                sent_bytes: s.sent_bytes,
+                received: s.received,
+                received_bytes: s.received_bytes,
+                filtered: s.filtered,
+                lost: s.lost,
+                corrupt: s.corrupt,
+                resyncs: s.resyncs,
+                lock_recoveries: s.lock_recoveries,
+                ring_resets: s.ring_resets,
+                rx_queue_drops: l.rx_queue_drops,
+            }
+        }),
+    }
+}
+
+fn render(i: &IfInfo) -> String {
+    let mut s = format!(
+        "{}: flags=0x{:x}<{}> mtu {}\n",
+        i.name,
+        i.flags,
+        i.flag_names.join(","),
+        i.mtu
+    );
+    if let Some(a) = &i.address {
+        s += &format!("        address: {a}\n");
+    }
+    if let Some(l) = &i.linkstr {
+        s += &format!("        linkstr: {l}\n");
+    }
+    for a in &i.inet {
+        s += &format!(
+            "        inet {}/{} broadcast {} flags 0x0\n",
+            a.addr, a.prefix, a.broadcast
+        );
+    }
+    if let Some(c) = &i.counters {
+        s += &format!(
+            "        input: {} packets, {} bytes, {} errors\n        output: {} packets, {} bytes, {} errors\n",
+            c.ipackets, c.ibytes, c.ierrors, c.opackets, c.obytes, c.oerrors
+        );
+    }
+    if let Some(b) = &i.bus {
+        s += &format!(
+            "        bus: sent {} ({} bytes), received {} ({} bytes), filtered {}, lost {}, corrupt {}, resyncs {}, lock_recoveries {}, ring_resets {}, rx_queue_drops {}\n",
+            b.sent, b.sent_bytes, b.received, b.received_bytes, b.filtered, b.lost, b.corrupt,
+            b.resyncs, b.lock_recoveries, b.ring_resets, b.rx_queue_drops
+        );
+    }
+    s
+}
+
+/// One parsed `ifconfig IF ...` action list.
+#[derive(Default)]
+struct Actions {
+    create: bool,
+    destroy: bool,
+    up: Option<bool>,
+    mtu: Option<usize>,
+    linkstr: Option<Option<String>>,
+    addr: Option<(Ipv4Addr, Option<u8>)>,
+    netmask: Option<u8>,
+    alias: bool,
+    delete: bool,
+}
+
+fn parse_actions(words: &[String]) -> Result<Actions, CmdError> {
+    let mut a = Actions::default();
+    let mut it = words.iter();
+    let value = |it: &mut std::slice::Iter<'_, String>, what: &str| {
+        it.next()
+            .cloned()
+            .ok_or_else(|| CmdError::usage(format!("{what}: missing value")))
+    };
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "create" => a.create = true,
+            "destroy" => a.destroy = true,
+            "up" => a.up = Some(true),
+            "down" => a.up = Some(false),
+            "inet" => {}
+            "alias" => a.alias = true,
+            "-alias" | "delete" => a.delete = true,
+            "-linkstr" => a.linkstr = Some(None),
+            "linkstr" => a.linkstr = Some(Some(value(&mut it, "linkstr")?)),
+            "mtu" => {
+                let v = value(&mut it, "mtu")?;
+                let m: usize = v
+                    .parse()
+                    .ok()
+                    .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
+                    .ok_or_else(|| {
+                        CmdError::usage(format!("mtu {v}: invalid (allowed {MIN_MTU}..{MAX_MTU})"))
+                    })?;
+                a.mtu = Some(m);
+            }
+            "netmask" => a.netmask = Some(mask_to_prefix(&value(&mut it, "netmask")?)?),
+            "broadcast" => {
+                // Derived from the prefix; accepted for script compatibility.
+                value(&mut it, "broadcast")?;
+            }
+            other => {
+                if a.addr.is_some() {
+                    return Err(CmdError::usage(format!(
+                        "{other}: unexpected word (one address per command)"
+                    )));
+                }
+                a.addr = Some(parse_cidr(other).map_err(|_| {
+                    CmdError::usage(format!(
+                        "{other}: unknown keyword or bad address (expected create, destroy, up, down, mtu N, linkstr FILE, inet ADDR[/LEN], netmask M, alias, delete)"
+                    ))
+                })?);
+            }
+        }
+    }
+    Ok(a)
+}
+
+pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
+    let Some(args) = parse::<Args>(ctx)? else {
+        return Ok(Done::Exit(0));
+    };
+    if args.list {
+        let names: Vec<&str> = stack.ifaces.iter().map(|i| i.name.as_str()).collect();
+        if args.json {
+            ctx.out.json(&names);
+        } else {
+            ctx.out.out(names.join(" "));
+        }
+        return Ok(Done::Exit(0));
+    }
+    let Some((name, rest)) = args.words.split_first().filter(|_| !args.all) else {
+        if args.all && !args.words.is_empty() {
+            return Err(CmdError::usage("-a takes no interface"));
+        }
+        let all: Vec<IfInfo> = stack.ifaces.iter().map(|i| info(i, args.verbose)).collect();
+        if args.json {
+            ctx.out.json(&all);
+        } else {
+            for i in &all {
+                ctx.out.out(render(i));
+            }
+        }
+        return Ok(Done::Exit(0));
+    };
+    let act = parse_actions(rest)?;
+    let err = |e: crate::stack::IfError| CmdError::fail(e.to_string());
+    if act.create {
+        stack.create_iface(name).map_err(err)?;
+    }
+    if act.destroy {
+        stack.destroy_iface(name).map_err(err)?;
+        return Ok(Done::Exit(0));
+    }
+    if stack.iface(name).is_none() {
+        return Err(CmdError::fail(format!(
+            "{name}: no such interface (create it first: ifconfig {name} create)"
+        )));
+    }
+    if let Some(l) = &act.linkstr {
+        match l {
+            Some(path) => stack.attach_bus(name, Path::new(path)).map_err(err)?,
+            None => stack.detach(name).map_err(err)?,
+        }
+    }
+    if let Some(m) = act.mtu {
+        stack.iface_mut(name).map_err(err)?.mtu = m;
+    }
+    if let Some((addr, len)) = act.addr {
+        if act.delete {
+            if !stack.delete_addr(name, addr).map_err(err)? {
+                return Err(CmdError::fail(format!(
+                    "{name}: {addr}: no such address on this interface"
+                )));
+            }
+        } else {
+            let prefix = len.or(act.netmask).unwrap_or_else(|| classful_prefix(addr));
+            if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+                return Err(CmdError::usage(format!(
+                    "{addr}: not a usable host address"
+                )));
+            }
+            stack
+                .add_addr(name, IfAddr { addr, prefix }, act.alias)
+                .map_err(err)?;
+        }
+    } else if act.delete || act.alias || act.netmask.is_some() {
+        return Err(CmdError::usage("alias, delete and netmask need an address"));
+    }
+    if let Some(up) = act.up {
+        stack.set_up(name, up).map_err(err)?;
+    }
+    let nothing = !act.create
+        && act.linkstr.is_none()
+        && act.mtu.is_none()
+        && act.addr.is_none()
+        && act.up.is_none();
+    if nothing {
+        let i = info(stack.iface(name).expect("checked above"), args.verbose);
+        if args.json {
+            ctx.out.json(&i);
+        } else {
+            ctx.out.out(render(&i));
+        }
+    }
+    Ok(Done::Exit(0))
+}

@@ -1,0 +1,179 @@
+//! `netstat -rn` (routing table) and `netstat -s` (protocol statistics, every drop reason).
+
+use clap::Parser;
+use serde::Serialize;
+
+use super::{parse, CmdError, Ctx, Done, Output};
+use crate::stack::route::RouteEntry;
+use crate::stack::Stack;
+use crate::stats::DropReason;
+
+#[derive(Parser)]
+#[command(name = "netstat", about = "show network status")]
+struct Args {
+    /// Routing tables.
+    #[arg(short = 'r')]
+    routes: bool,
+    /// Numeric (always; accepted for compatibility).
+    #[arg(short = 'n')]
+    numeric: bool,
+    /// Per-protocol statistics, drop reasons included.
+    #[arg(short = 's')]
+    stats: bool,
+    /// Address family (only inet).
+    #[arg(short = 'f')]
+    family: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// "10.0.1/24" as netstat abbreviates networks; "default"; hosts in full.
+fn net_label(r: &RouteEntry) -> String {
+    if r.prefix == 0 {
+        return "default".into();
+    }
+    if r.prefix == 32 {
+        return r.dest.to_string();
+    }
+    let o = r.dest.octets();
+    let keep = (r.prefix as usize).div_ceil(8).max(1);
+    let parts: Vec<String> = o[..keep].iter().map(|b| b.to_string()).collect();
+    format!("{}/{}", parts.join("."), r.prefix)
+}
+
+pub(super) fn route_table(stack: &Stack, json: bool, out: &Output) {
+    let entries = stack.routes.entries(&stack.ifaces);
+    if json {
+        return out.json(&entries);
+    }
+    out.out("Routing tables\n\nInternet:");
+    out.out(format!(
+        "{:<18} {:<18} {:<8} {:>4} {:>8} {:>6}  {}",
+        "Destination", "Gateway", "Flags", "Refs", "Use", "Mtu", "Interface"
+    ));
+    for r in &entries {
+        let gw = match r.gateway {
+            Some(g) => g.to_string(),
+            None => format!("link#{}", r.ifindex),
+        };
+        out.out(format!(
+            "{:<18} {:<18} {:<8} {:>4} {:>8} {:>6}  {}",
+            net_label(r),
+            gw,
+            r.flags,
+            "-",
+            "-",
+            "-",
+            r.ifname
+        ));
+    }
+}
+
+#[derive(Serialize)]
+struct StatsJson<'a> {
+    counters: &'a crate::stats::Counters,
+    drops: std::collections::BTreeMap<&'static str, u64>,
+    reassembly_in_progress: usize,
+}
+
+fn protocol_stats(stack: &Stack, json: bool, out: &Output) {
+    let s = &stack.stats;
+    if json {
+        return out.json(&StatsJson {
+            counters: &s.counters,
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.key(), s.drops_of(*r)))
+                .collect(),
+            reassembly_in_progress: stack.reasm.in_progress(),
+        });
+    }
+    let c = &s.counters;
+    let sections: [(&str, Vec<(u64, &str)>); 6] = [
+        (
+            "ether",
+            vec![
+                (c.ether_in, "frames received"),
+                (c.ether_out, "frames sent"),
+            ],
+        ),
+        (
+            "arp",
+            vec![
+                (c.arp_requests_in, "requests received"),
+                (c.arp_replies_in, "replies received"),
+                (c.arp_requests_out, "requests sent"),
+                (c.arp_replies_out, "replies sent"),
+                (c.arp_gratuitous_out, "gratuitous announcements sent"),
+                (c.arp_duplicate_address, "duplicate addresses detected"),
+            ],
+        ),
+        (
+            "ip",
+            vec![
+                (c.ip_in, "total packets received"),
+                (c.ip_fragments_in, "fragments received"),
+                (c.ip_reassembled, "packets reassembled ok"),
+                (c.ip_delivered, "packets for this host"),
+                (c.ip_forwarded, "packets forwarded"),
+                (c.ip_out, "packets sent from this host"),
+                (c.ip_fragmented, "output datagrams fragmented"),
+                (c.ip_fragments_out, "fragments created"),
+            ],
+        ),
+        (
+            "icmp",
+            vec![
+                (c.icmp_in, "messages received"),
+                (c.icmp_echo_in, "echo requests received"),
+                (c.icmp_out, "messages sent"),
+                (c.icmp_echo_reply_out, "echo replies sent"),
+                (c.icmp_errors_out, "calls to icmp_error"),
+                (
+                    c.icmp_error_about_error,
+                    "errors not generated because old message was icmp",
+                ),
+                (
+                    c.icmp_error_suppressed,
+                    "errors not generated for fragments, broadcasts or martians",
+                ),
+                (
+                    c.icmp_rate_limited,
+                    "errors not generated due to rate limit",
+                ),
+            ],
+        ),
+        ("udp", vec![(c.udp_in, "datagrams received")]),
+        ("ip6", vec![]),
+    ];
+    for (proto, lines) in sections {
+        out.out(format!("{proto}:"));
+        for (n, text) in lines {
+            out.out(format!("\t{n} {text}"));
+        }
+        for r in DropReason::ALL.iter().filter(|r| r.proto() == proto) {
+            out.out(format!("\t{} {} ({})", s.drops_of(*r), r.text(), r.key()));
+        }
+    }
+}
+
+pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
+    let Some(args) = parse::<Args>(ctx)? else {
+        return Ok(Done::Exit(0));
+    };
+    let _ = args.numeric;
+    if let Some(f) = &args.family {
+        if f != "inet" {
+            return Err(CmdError::usage(format!(
+                "-f {f}: unsupported family (only inet)"
+            )));
+        }
+    }
+    match (args.routes, args.stats) {
+        (true, false) => route_table(stack, args.json, ctx.out),
+        (false, true) => protocol_stats(stack, args.json, ctx.out),
+        (true, true) => return Err(CmdError::usage("-r and -s are exclusive")),
+        (false, false) => return Err(CmdError::usage("expected -r or -s (e.g. netstat -rn)")),
+    }
+    Ok(Done::Exit(0))
+}

@@ -1,0 +1,410 @@
+//! A running node: the event channel, the stack loop, the control socket server and the
+//! optional start-up config. Threads: one rx thread per link, one accept thread, one thread
+//! per control connection, one signal thread; only the stack thread touches the stack.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::cmd::{self, Output};
+use crate::control::{Reply, Request, MAX_REQUEST_LINE};
+use crate::link::LinkId;
+use crate::stack::Stack;
+
+/// Everything the stack thread reacts to.
+pub enum Event {
+    Frame {
+        link: LinkId,
+        frame: Vec<u8>,
+    },
+    LinkStats {
+        link: LinkId,
+        stats: shmif::Stats,
+        rx_queue_drops: u64,
+    },
+    Command {
+        req: Request,
+        reply: Sender<Reply>,
+        cancelled: Arc<AtomicBool>,
+    },
+    Shutdown,
+}
+
+/// Frames queued for the stack before rx threads start dropping (and counting) them.
+const EVENT_QUEUE: usize = 4096;
+/// Longest sleep with no timer due.
+const IDLE: Duration = Duration::from_secs(10);
+/// Control connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
+pub struct Options {
+    pub socket: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+/// Runs a node until `halt` or SIGTERM. `ready` is called once the socket is listening.
+pub fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
+    let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
+    let mut stack = Stack::new(Some(tx.clone()));
+    if let Some(cfg) = &opts.config {
+        run_config(&mut stack, &rx, cfg)?;
+    }
+    let listener = bind(&opts.socket)?;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    {
+        let tx = tx.clone();
+        let in_flight = in_flight.clone();
+        std::thread::Builder::new()
+            .name("control".into())
+            .stack_size(128 * 1024)
+            .spawn(move || accept_loop(listener, tx, in_flight))
+            .context("starting the control thread")?;
+    }
+    {
+        let tx = tx.clone();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+        ])
+        .context("installing SIGTERM/SIGINT handlers")?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    tracing::info!("signal {sig}: shutting down");
+                    let _ = tx.send(Event::Shutdown);
+                }
+            })
+            .context("starting the signal thread")?;
+    }
+    drop(tx);
+    tracing::info!("listening on {}", opts.socket.display());
+    ready();
+    while step(&mut stack, &rx) {}
+    tracing::info!("halting");
+    stack.cancel_jobs();
+    // Detach every interface (rx threads stop) before the socket goes.
+    drop(stack);
+    let _ = std::fs::remove_file(&opts.socket);
+    // Let connection threads write the replies already produced (halt's own exit status).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Handles one event (and whatever else is queued), then runs timers. False: stop.
+fn step(stack: &mut Stack, rx: &Receiver<Event>) -> bool {
+    let wait = stack
+        .next_deadline()
+        .map_or(IDLE, |d| d.saturating_duration_since(Instant::now()))
+        .min(IDLE);
+    let first = match rx.recv_timeout(wait) {
+        Ok(ev) => Some(ev),
+        Err(RecvTimeoutError::Timeout) => None,
+        Err(RecvTimeoutError::Disconnected) => return false,
+    };
+    if let Some(ev) = first {
+        if !handle(stack, ev) {
+            return false;
+        }
+        // Take what else is queued before running timers, bounded so timers still run.
+        for _ in 0..256 {
+            match rx.try_recv() {
+                Ok(ev) => {
+                    if !handle(stack, ev) {
+                        return false;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    stack.poll(Instant::now());
+    !stack.halt_requested
+}
+
+fn handle(stack: &mut Stack, ev: Event) -> bool {
+    let now = Instant::now();
+    match ev {
+        Event::Frame { link, frame } => stack.handle_frame(now, link, &frame),
+        Event::LinkStats {
+            link,
+            stats,
+            rx_queue_drops,
+        } => stack.handle_link_stats(link, stats, rx_queue_drops),
+        Event::Command {
+            req,
+            reply,
+            cancelled,
+        } => {
+            tracing::debug!("command {:?}", req.argv);
+            cmd::run(stack, now, &req, Output::new(reply, cancelled));
+        }
+        Event::Shutdown => return false,
+    }
+    !stack.halt_requested
+}
+
+/// Runs the start-up config: one command per line, `#` comments. The first failing command
+/// stops the start.
+fn run_config(stack: &mut Stack, rx: &Receiver<Event>, path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read config", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let argv: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        let (rtx, rrx) = crossbeam_channel::unbounded();
+        let req = Request { argv, stdin: None };
+        cmd::run(
+            stack,
+            Instant::now(),
+            &req,
+            Output::new(rtx, Arc::new(AtomicBool::new(false))),
+        );
+        let mut errors = Vec::new();
+        let code = loop {
+            match rrx.try_recv() {
+                Ok(Reply::Out(l)) => tracing::info!("config: {l}"),
+                Ok(Reply::Err(l)) => errors.push(l),
+                Ok(Reply::Exit(c)) => break c,
+                Err(_) => {
+                    if !step(stack, rx) {
+                        bail!(
+                            "{}:{}: node stopped while running {line:?}",
+                            path.display(),
+                            n + 1
+                        );
+                    }
+                }
+            }
+        };
+        if code != 0 {
+            bail!(
+                "{}:{}: {line:?} failed with status {code}: {}",
+                path.display(),
+                n + 1,
+                errors.join("; ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{}: exists and is not a socket; refusing to replace it",
+                path.display()
+            );
+        }
+        if UnixStream::connect(path).is_ok() {
+            bail!(
+                "{}: another node is already listening on this socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("{}: removing stale socket", path.display()))?;
+    }
+    let l = UnixListener::bind(path)
+        .with_context(|| format!("{}: cannot listen on control socket", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("{}: cannot set mode 0600", path.display()))?;
+    Ok(l)
+}
+
+fn accept_loop(listener: UnixListener, tx: Sender<Event>, in_flight: Arc<AtomicUsize>) {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let me = rustix::process::getuid();
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        match rustix::net::sockopt::socket_peercred(&stream) {
+            Ok(cred) if cred.uid == me => {}
+            Ok(cred) => {
+                tracing::warn!("control: refused connection from uid {}", cred.uid.as_raw());
+                let _ = stream.write_all(
+                    Reply::Err(format!(
+                        "netstack: permission denied: uid {} does not own this node",
+                        cred.uid.as_raw()
+                    ))
+                    .to_line()
+                    .as_bytes(),
+                );
+                let _ = stream.write_all(Reply::Exit(77).to_line().as_bytes());
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("control: cannot read peer credentials: {e}");
+                continue;
+            }
+        }
+        if connections.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            let _ = stream.write_all(
+                Reply::Err("netstack: too many control connections".into())
+                    .to_line()
+                    .as_bytes(),
+            );
+            let _ = stream.write_all(Reply::Exit(75).to_line().as_bytes());
+            continue;
+        }
+        connections.fetch_add(1, Ordering::AcqRel);
+        let (tx, connections, in_flight) = (tx.clone(), connections.clone(), in_flight.clone());
+        let spawned = std::thread::Builder::new()
+            .name("conn".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                serve(stream, &tx, &in_flight);
+                connections.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            tracing::warn!("control: cannot start a connection thread");
+        }
+    }
+}
+
+/// Whether the peer has closed its end (EOF pending), without consuming input.
+fn peer_closed(stream: &UnixStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        rustix::net::recv(
+            stream,
+            &mut b[..],
+            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT
+        ),
+        Ok((0, _))
+    )
+}
+
+enum Line {
+    Got,
+    Eof,
+    TooLong,
+}
+
+fn read_line(r: &mut BufReader<UnixStream>, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    buf.clear();
+    let n = r
+        .by_ref()
+        .take(MAX_REQUEST_LINE as u64 + 1)
+        .read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(Line::Eof);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Line::Got);
+    }
+    if buf.len() > MAX_REQUEST_LINE {
+        return Ok(Line::TooLong);
+    }
+    // The client closed after a last line without newline: still a request.
+    Ok(Line::Got)
+}
+
+fn serve(stream: UnixStream, tx: &Sender<Event>, in_flight: &AtomicUsize) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut w = &stream;
+    let mut buf = Vec::new();
+    loop {
+        let line = match read_line(&mut reader, &mut buf) {
+            Ok(Line::Got) => &buf,
+            Ok(Line::Eof) | Err(_) => return,
+            Ok(Line::TooLong) => {
+                let _ = w.write_all(
+                    Reply::Err(format!(
+                        "netstack: request line longer than {MAX_REQUEST_LINE} bytes; closing"
+                    ))
+                    .to_line()
+                    .as_bytes(),
+                );
+                let _ = w.write_all(Reply::Exit(cmd::EX_USAGE).to_line().as_bytes());
+                return;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let req: Request = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!(
+                    "netstack: malformed request: {e} (expected {{\"argv\": [\"cmd\", ...]}})"
+                );
+                let ok = w.write_all(Reply::Err(msg).to_line().as_bytes()).is_ok()
+                    && w.write_all(Reply::Exit(cmd::EX_USAGE).to_line().as_bytes())
+                        .is_ok();
+                if !ok {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (rtx, rrx) = crossbeam_channel::unbounded();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let _guard = Decrement(in_flight);
+        if tx
+            .send(Event::Command {
+                req,
+                reply: rtx,
+                cancelled: cancelled.clone(),
+            })
+            .is_err()
+        {
+            let _ = w.write_all(
+                Reply::Err("netstack: node is shutting down".into())
+                    .to_line()
+                    .as_bytes(),
+            );
+            let _ = w.write_all(Reply::Exit(75).to_line().as_bytes());
+            return;
+        }
+        loop {
+            match rrx.recv_timeout(Duration::from_millis(250)) {
+                Ok(r) => {
+                    let last = matches!(r, Reply::Exit(_));
+                    if w.write_all(r.to_line().as_bytes()).is_err() {
+                        cancelled.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    if last {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if peer_closed(&stream) {
+                        cancelled.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                // The node stopped without finishing the command.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,178 @@
+//! Link layer: Ethernet II demultiplexing, ARP (RFC 826) and resolving next hops for IPv4.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::arp::Resolve;
+use super::Stack;
+use crate::stats::DropReason;
+use crate::wire::arp::{self as warp, Arp, OP_REPLY, OP_REQUEST};
+use crate::wire::ether::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use crate::wire::Mac;
+
+impl Stack {
+    pub(super) fn ether_input(&mut self, now: Instant, index: u32, frame: &[u8]) {
+        self.stats.counters.ether_in += 1;
+        let Some(iface) = self.iface_by_index_mut(index) else {
+            return;
+        };
+        iface.counters.ipackets += 1;
+        iface.counters.ibytes += frame.len() as u64;
+        if !iface.up {
+            self.stats.drop(DropReason::IfDown);
+            return;
+        }
+        let f = match ether::parse(frame) {
+            Ok(f) => f,
+            Err(r) => {
+                iface.counters.ierrors += 1;
+                self.stats.drop(r);
+                return;
+            }
+        };
+        match f.ethertype {
+            ETHERTYPE_IPV4 => self.ip_input(now, Some(index), f.payload),
+            ETHERTYPE_ARP => self.arp_input(now, index, f.payload),
+            // The IPv6/NDP issue plugs in here.
+            ETHERTYPE_IPV6 => self.stats.drop(DropReason::Ip6Unsupported),
+            _ => self.stats.drop(DropReason::EtherUnknownType),
+        }
+    }
+
+    fn arp_input(&mut self, now: Instant, index: u32, payload: &[u8]) {
+        let a = match warp::parse(payload) {
+            Ok(a) => a,
+            Err(r) => return self.stats.drop(r),
+        };
+        if a.op == OP_REQUEST {
+            self.stats.counters.arp_requests_in += 1;
+        } else {
+            self.stats.counters.arp_replies_in += 1;
+        }
+        let Some(iface) = self.iface_by_index(index) else {
+            return;
+        };
+        let my_mac = iface.link.as_ref().map(|l| l.mac).unwrap_or_default();
+        if a.sha.is_multicast() || a.sha == my_mac {
+            return self.stats.drop(DropReason::ArpBadSender);
+        }
+        if iface.addrs.iter().any(|x| x.addr == a.spa) {
+            // Someone else claims our address.
+            tracing::warn!(
+                "{}: duplicate address {} claimed by {}",
+                iface.name,
+                a.spa,
+                a.sha
+            );
+            self.stats.counters.arp_duplicate_address += 1;
+            return self.stats.drop(DropReason::ArpBadSender);
+        }
+        let for_us = iface.addrs.iter().any(|x| x.addr == a.tpa);
+        let reply_from = if for_us { Some(a.tpa) } else { None };
+        if !a.spa.is_unspecified() {
+            let waiting = self.arp.learn(now, (index, a.spa), a.sha, for_us);
+            for d in waiting {
+                self.send_ip_frame(index, a.sha, &d);
+            }
+        }
+        match (a.op, reply_from) {
+            (OP_REQUEST, Some(tpa)) => {
+                let reply = Arp {
+                    op: OP_REPLY,
+                    sha: my_mac,
+                    spa: tpa,
+                    tha: a.sha,
+                    tpa: a.spa,
+                };
+                self.stats.counters.arp_replies_out += 1;
+                self.send_frame(index, a.sha, ETHERTYPE_ARP, &warp::emit(&reply));
+            }
+            (_, Some(_)) => {}
+            (_, None) => self.stats.drop(DropReason::ArpNotForUs),
+        }
+    }
+
+    pub(super) fn send_arp_request(&mut self, index: u32, target: Ipv4Addr) {
+        let Some(iface) = self.iface_by_index(index) else {
+            return;
+        };
+        let (Some(link), Some(spa)) = (iface.link.as_ref(), iface.source_for(target)) else {
+            return;
+        };
+        let req = Arp {
+            op: OP_REQUEST,
+            sha: link.mac,
+            spa,
+            tha: Mac::ZERO,
+            tpa: target,
+        };
+        self.stats.counters.arp_requests_out += 1;
+        self.send_frame(index, Mac::BROADCAST, ETHERTYPE_ARP, &warp::emit(&req));
+    }
+
+    /// Announces `addr` (a request for our own address, RFC 5227 style), so peers refresh
+    /// stale entries.
+    pub(super) fn gratuitous_arp(&mut self, index: u32, addr: Ipv4Addr) {
+        let Some(iface) = self.iface_by_index(index) else {
+            return;
+        };
+        let Some(link) = iface.link.as_ref().filter(|_| iface.up) else {
+            return;
+        };
+        let req = Arp {
+            op: OP_REQUEST,
+            sha: link.mac,
+            spa: addr,
+            tha: Mac::ZERO,
+            tpa: addr,
+        };
+        self.stats.counters.arp_gratuitous_out += 1;
+        self.send_frame(index, Mac::BROADCAST, ETHERTYPE_ARP, &warp::emit(&req));
+    }
+
+    /// Sends an IPv4 datagram (already fragmented to the MTU) to `nexthop` on `index`.
+    pub(super) fn link_output(&mut self, now: Instant, index: u32, nexthop: Ipv4Addr, d: Vec<u8>) {
+        let Some(iface) = self.iface_by_index(index) else {
+            return self.stats.drop(DropReason::IfDown);
+        };
+        if !iface.running() {
+            return self.stats.drop(DropReason::IfDown);
+        }
+        let bcast = nexthop.is_broadcast() || iface.addrs.iter().any(|a| a.broadcast() == nexthop);
+        if bcast {
+            return self.send_ip_frame(index, Mac::BROADCAST, &d);
+        }
+        match self.arp.resolve(now, (index, nexthop), d) {
+            Resolve::Found(mac, d) => self.send_ip_frame(index, mac, &d),
+            Resolve::Queued { request: true } => self.send_arp_request(index, nexthop),
+            Resolve::Queued { request: false } => {}
+            Resolve::QueueFull => self.stats.drop(DropReason::ArpQueueFull),
+        }
+    }
+
+    pub(super) fn send_ip_frame(&mut self, index: u32, dst: Mac, d: &[u8]) {
+        self.send_frame(index, dst, ETHERTYPE_IPV4, d)
+    }
+
+    fn send_frame(&mut self, index: u32, dst: Mac, ethertype: u16, payload: &[u8]) {
+        let Some(iface) = self.iface_by_index_mut(index) else {
+            return;
+        };
+        let Some(link) = iface.link.as_ref() else {
+            return self.stats.drop(DropReason::IfDown);
+        };
+        let frame = ether::emit(dst, link.mac, ethertype, payload);
+        match link.send(&frame) {
+            Ok(()) => {
+                iface.counters.opackets += 1;
+                iface.counters.obytes += frame.len() as u64;
+                self.stats.counters.ether_out += 1;
+            }
+            Err(e) => {
+                iface.counters.oerrors += 1;
+                tracing::warn!("{}: send failed: {e}", iface.name);
+                self.stats.drop(DropReason::LinkSendFailed);
+            }
+        }
+    }
+}

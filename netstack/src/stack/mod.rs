@@ -1,0 +1,485 @@
+//! The stack: all protocol state of a node, owned by one thread (no locks).
+//!
+//! Input enters through [`Stack::handle_frame`] (frames from links) and leaves through
+//! [`Stack::poll`] (timers: ARP retries, reassembly timeouts, running commands). Every entry
+//! point takes `now`, so tests can drive time. Layers, in data-flow order:
+//! `l2` (Ethernet, ARP) -> `ip` (IPv4 input, forwarding, output, fragmentation; ICMP; UDP stub)
+//! with [`route`], [`arp`] and [`reasm`] as the tables they consult.
+
+pub mod arp;
+mod ip;
+mod l2;
+pub mod reasm;
+pub mod route;
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::apps::{Job, JobSlot};
+use crate::cmd::Output;
+use crate::link::{Link, LinkId};
+use crate::node::Event;
+use crate::stats::Stats;
+
+pub use ip::{IcmpEvent, OutIp};
+
+/// An IPv4 address on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IfAddr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl IfAddr {
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !route::mask(self.prefix))
+    }
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        route::contains(self.addr, self.prefix, a)
+    }
+}
+
+/// Per-interface packet counters (`ifconfig -v`).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct IfCounters {
+    pub ipackets: u64,
+    pub ibytes: u64,
+    pub ierrors: u64,
+    pub opackets: u64,
+    pub obytes: u64,
+    pub oerrors: u64,
+}
+
+pub const DEFAULT_MTU: usize = 1500;
+/// The bus carries at most 1514-byte frames.
+pub const MAX_MTU: usize = 1500;
+/// RFC 791: every host must accept 68-byte datagrams unfragmented.
+pub const MIN_MTU: usize = 68;
+
+pub struct Iface {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+    pub mtu: usize,
+    pub addrs: Vec<IfAddr>,
+    pub link: Option<Link>,
+    pub counters: IfCounters,
+}
+
+impl Iface {
+    pub fn new(index: u32, name: &str) -> Iface {
+        Iface {
+            index,
+            name: name.to_string(),
+            up: false,
+            mtu: DEFAULT_MTU,
+            addrs: Vec::new(),
+            link: None,
+            counters: IfCounters::default(),
+        }
+    }
+
+    /// Up with a link: can carry packets.
+    pub fn running(&self) -> bool {
+        self.up && self.link.is_some()
+    }
+
+    /// The address to use as source towards `peer`: one on the same subnet, else the first.
+    pub fn source_for(&self, peer: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.addrs
+            .iter()
+            .find(|a| a.contains(peer))
+            .or(self.addrs.first())
+            .map(|a| a.addr)
+    }
+}
+
+/// Tunables (`sysctl`).
+#[derive(Clone, Debug)]
+pub struct Sysctl {
+    pub forwarding: bool,
+    pub ttl: u8,
+    /// ICMP errors per second (NetBSD net.inet.icmp.errppslimit); 0 means unlimited.
+    pub icmp_errppslimit: u32,
+}
+
+impl Default for Sysctl {
+    fn default() -> Self {
+        Sysctl {
+            forwarding: false,
+            ttl: 64,
+            icmp_errppslimit: 100,
+        }
+    }
+}
+
+/// A token bucket refilled continuously, for ICMP error rate limiting.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    fn take(&mut self, now: Instant, per_sec: u32) -> bool {
+        if per_sec == 0 {
+            return true;
+        }
+        let cap = per_sec as f64;
+        let elapsed = self
+            .last
+            .map_or(Duration::ZERO, |l| now.saturating_duration_since(l));
+        self.last = Some(now);
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * cap).min(cap);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct Stack {
+    pub ifaces: Vec<Iface>,
+    next_ifindex: u32,
+    next_link: LinkId,
+    pub routes: route::RouteTable,
+    pub arp: arp::ArpCache,
+    pub reasm: reasm::Reassembly,
+    pub sysctl: Sysctl,
+    pub stats: Stats,
+    icmp_bucket: TokenBucket,
+    jobs: Vec<JobSlot>,
+    /// True while `jobs` is taken out to run them (ICMP offered then goes nowhere).
+    jobs_busy: bool,
+    next_ip_id: u16,
+    next_ident: u16,
+    /// Datagrams sent to one of our own addresses, delivered on the next poll.
+    loopback: VecDeque<Vec<u8>>,
+    /// Given to rx threads of links this stack attaches.
+    events: Option<Sender<Event>>,
+    pub halt_requested: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IfError {
+    #[error("{0}: no such interface")]
+    NoSuchInterface(String),
+    #[error("{0}: interface already exists")]
+    Exists(String),
+    #[error("{0}: unsupported interface name (expected shmifN, e.g. shmif0)")]
+    BadName(String),
+    #[error("{name}: linkstr {path}: {source}")]
+    Attach {
+        name: String,
+        path: String,
+        #[source]
+        source: shmif::BusError,
+    },
+}
+
+impl Stack {
+    /// A stack whose links report to `events` (None in unit tests that attach custom links).
+    pub fn new(events: Option<Sender<Event>>) -> Stack {
+        let seed = std::process::id() as u16;
+        Stack {
+            ifaces: Vec::new(),
+            next_ifindex: 1,
+            next_link: 1,
+            routes: route::RouteTable::default(),
+            arp: arp::ArpCache::default(),
+            reasm: reasm::Reassembly::default(),
+            sysctl: Sysctl::default(),
+            stats: Stats::default(),
+            icmp_bucket: TokenBucket {
+                tokens: 100.0,
+                last: None,
+            },
+            jobs: Vec::new(),
+            jobs_busy: false,
+            next_ip_id: seed.wrapping_mul(7919),
+            next_ident: seed,
+            loopback: VecDeque::new(),
+            events,
+            halt_requested: false,
+        }
+    }
+
+    pub fn iface(&self, name: &str) -> Option<&Iface> {
+        self.ifaces.iter().find(|i| i.name == name)
+    }
+
+    pub fn iface_mut(&mut self, name: &str) -> Result<&mut Iface, IfError> {
+        self.ifaces
+            .iter_mut()
+            .find(|i| i.name == name)
+            .ok_or_else(|| IfError::NoSuchInterface(name.to_string()))
+    }
+
+    pub fn iface_by_index(&self, index: u32) -> Option<&Iface> {
+        self.ifaces.iter().find(|i| i.index == index)
+    }
+
+    fn iface_by_index_mut(&mut self, index: u32) -> Option<&mut Iface> {
+        self.ifaces.iter_mut().find(|i| i.index == index)
+    }
+
+    pub fn create_iface(&mut self, name: &str) -> Result<u32, IfError> {
+        let valid = name.strip_prefix("shmif").is_some_and(|n| {
+            !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit())
+        });
+        if !valid {
+            return Err(IfError::BadName(name.to_string()));
+        }
+        if self.iface(name).is_some() {
+            return Err(IfError::Exists(name.to_string()));
+        }
+        let index = self.next_ifindex;
+        self.next_ifindex += 1;
+        self.ifaces.push(Iface::new(index, name));
+        Ok(index)
+    }
+
+    pub fn destroy_iface(&mut self, name: &str) -> Result<(), IfError> {
+        let pos = self
+            .ifaces
+            .iter()
+            .position(|i| i.name == name)
+            .ok_or_else(|| IfError::NoSuchInterface(name.to_string()))?;
+        let iface = self.ifaces.remove(pos);
+        self.arp.flush_interface(iface.index);
+        Ok(())
+    }
+
+    /// Attaches `name` to the bus file at `path` (replacing any previous link).
+    pub fn attach_bus(&mut self, name: &str, path: &Path) -> Result<(), IfError> {
+        let id = self.next_link;
+        let events = self.events.clone();
+        let iface = self.iface_mut(name)?;
+        let link = match events {
+            Some(ev) => Link::attach_shmif(id, path, ev).map_err(|source| IfError::Attach {
+                name: name.to_string(),
+                path: path.display().to_string(),
+                source,
+            })?,
+            None => {
+                return Err(IfError::Attach {
+                    name: name.to_string(),
+                    path: path.display().to_string(),
+                    source: shmif::BusError::Inconsistent {
+                        path: path.to_path_buf(),
+                        what: "this stack has no event channel for links".into(),
+                    },
+                })
+            }
+        };
+        iface.link = Some(link);
+        let index = iface.index;
+        self.next_link += 1;
+        self.arp.flush_interface(index);
+        self.announce(index);
+        Ok(())
+    }
+
+    /// Attaches a custom link (unit tests). Returns its id.
+    pub fn attach_custom(
+        &mut self,
+        name: &str,
+        mac: crate::wire::Mac,
+        tx: Box<dyn crate::link::LinkTx>,
+    ) -> Result<LinkId, IfError> {
+        let id = self.next_link;
+        self.next_link += 1;
+        let iface = self.iface_mut(name)?;
+        iface.link = Some(Link::custom(id, mac, "custom", tx));
+        Ok(id)
+    }
+
+    pub fn detach(&mut self, name: &str) -> Result<(), IfError> {
+        let iface = self.iface_mut(name)?;
+        iface.link = None;
+        let index = iface.index;
+        self.arp.flush_interface(index);
+        Ok(())
+    }
+
+    pub fn set_up(&mut self, name: &str, up: bool) -> Result<(), IfError> {
+        let iface = self.iface_mut(name)?;
+        let was = iface.up;
+        iface.up = up;
+        let index = iface.index;
+        if up && !was {
+            self.announce(index);
+        }
+        if !up {
+            self.arp.flush_interface(index);
+        }
+        Ok(())
+    }
+
+    /// Adds an address (or replaces the first one if `alias` is false).
+    pub fn add_addr(&mut self, name: &str, a: IfAddr, alias: bool) -> Result<(), IfError> {
+        let iface = self.iface_mut(name)?;
+        if let Some(existing) = iface.addrs.iter_mut().find(|x| x.addr == a.addr) {
+            existing.prefix = a.prefix;
+        } else if !alias && !iface.addrs.is_empty() {
+            iface.addrs[0] = a;
+        } else {
+            iface.addrs.push(a);
+        }
+        let index = iface.index;
+        self.gratuitous_arp(index, a.addr);
+        Ok(())
+    }
+
+    pub fn delete_addr(&mut self, name: &str, addr: Ipv4Addr) -> Result<bool, IfError> {
+        let iface = self.iface_mut(name)?;
+        let before = iface.addrs.len();
+        iface.addrs.retain(|a| a.addr != addr);
+        Ok(iface.addrs.len() != before)
+    }
+
+    /// Gratuitous ARP for every address of an interface that just came up or got a link.
+    fn announce(&mut self, index: u32) {
+        let addrs: Vec<Ipv4Addr> = self
+            .iface_by_index(index)
+            .map(|i| i.addrs.iter().map(|a| a.addr).collect())
+            .unwrap_or_default();
+        for a in addrs {
+            self.gratuitous_arp(index, a);
+        }
+    }
+
+    pub fn is_local_addr(&self, a: Ipv4Addr) -> bool {
+        self.ifaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|x| x.addr == a))
+    }
+
+    /// A fresh ICMP identifier / UDP port base for an application.
+    pub fn new_ident(&mut self) -> u16 {
+        self.next_ident = self.next_ident.wrapping_add(1);
+        self.next_ident
+    }
+
+    pub fn start_job(&mut self, job: Job, out: Output) {
+        self.jobs.push(JobSlot { job, out });
+    }
+
+    pub fn jobs_running(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Handles one frame from link `link`. Frames from links since detached are ignored.
+    pub fn handle_frame(&mut self, now: Instant, link: LinkId, frame: &[u8]) {
+        let Some(index) = self
+            .ifaces
+            .iter()
+            .find(|i| i.link.as_ref().is_some_and(|l| l.id == link))
+            .map(|i| i.index)
+        else {
+            return;
+        };
+        self.ether_input(now, index, frame);
+        self.drain_loopback(now);
+    }
+
+    pub fn handle_link_stats(&mut self, link: LinkId, stats: shmif::Stats, rx_queue_drops: u64) {
+        for i in &mut self.ifaces {
+            if let Some(l) = i.link.as_mut().filter(|l| l.id == link) {
+                let new_drops = rx_queue_drops.saturating_sub(l.rx_queue_drops);
+                self.stats.drops[crate::stats::DropReason::RxQueueFull as usize] += new_drops;
+                l.port_stats = stats;
+                l.rx_queue_drops = rx_queue_drops;
+            }
+        }
+    }
+
+    fn drain_loopback(&mut self, now: Instant) {
+        // Bounded: an ICMP error about a looped packet may queue one more, never a cycle.
+        for _ in 0..64 {
+            let Some(d) = self.loopback.pop_front() else {
+                return;
+            };
+            self.ip_input(now, None, &d);
+        }
+    }
+
+    /// Runs timers and running commands. Call after every event and at `next_deadline`.
+    pub fn poll(&mut self, now: Instant) {
+        self.drain_loopback(now);
+        for action in self.arp.poll(now) {
+            match action {
+                arp::TimerAction::Retry((index, ip)) => self.send_arp_request(index, ip),
+                arp::TimerAction::Failed(_, queue) => {
+                    for d in queue {
+                        self.stats.drop(crate::stats::DropReason::ArpResolveFailed);
+                        self.icmp_error_about(now, &d, None, ip::ErrorKind::HostUnreachable);
+                    }
+                }
+            }
+        }
+        for exp in self.reasm.poll(now, &mut self.stats) {
+            self.icmp_error_about(now, &exp.first, None, ip::ErrorKind::ReassemblyTimeout);
+        }
+        if !self.jobs.is_empty() {
+            let mut jobs = std::mem::take(&mut self.jobs);
+            self.jobs_busy = true;
+            jobs.retain_mut(|slot| {
+                if slot.out.is_cancelled() {
+                    return false;
+                }
+                match slot.job.poll(self, now, &slot.out) {
+                    Some(code) => {
+                        slot.out.exit(code);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            self.jobs_busy = false;
+            jobs.append(&mut self.jobs);
+            self.jobs = jobs;
+        }
+        self.drain_loopback(now);
+    }
+
+    /// When `poll` next has work, if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut d = [
+            self.arp.next_deadline(),
+            self.reasm.next_deadline(),
+            self.jobs.iter().filter_map(|j| j.job.deadline()).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if !self.loopback.is_empty() {
+            d = Some(Instant::now());
+        }
+        d
+    }
+
+    /// Sends datagrams that waited for `mac` (after `arp -s`).
+    pub fn send_waiting(&mut self, index: u32, mac: crate::wire::Mac, waiting: Vec<Vec<u8>>) {
+        for d in waiting {
+            self.send_ip_frame(index, mac, &d);
+        }
+    }
+
+    /// Cancels every running command (node shutting down).
+    pub fn cancel_jobs(&mut self) {
+        for slot in self.jobs.drain(..) {
+            slot.out.err("interrupted: node is shutting down");
+            slot.out.exit(130);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

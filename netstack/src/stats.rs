@@ -1,0 +1,142 @@
+//! Counters: every dropped packet increments exactly one [`DropReason`], and the protocol
+//! counters NetBSD's `netstat -s` shows. Owned by the stack thread, so plain integers.
+
+use serde::Serialize;
+
+macro_rules! drop_reasons {
+    ($( $variant:ident => ($proto:literal, $key:literal, $text:literal), )*) => {
+        /// Why a packet was dropped. Indexes [`Stats::drops`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum DropReason { $( $variant, )* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$( DropReason::$variant, )*];
+            pub const COUNT: usize = Self::ALL.len();
+            /// The `netstat -s` section this reason is listed under.
+            pub fn proto(self) -> &'static str {
+                match self { $( DropReason::$variant => $proto, )* }
+            }
+            /// Stable name for `--json` and tests.
+            pub fn key(self) -> &'static str {
+                match self { $( DropReason::$variant => $key, )* }
+            }
+            /// `netstat -s` text, after the count.
+            pub fn text(self) -> &'static str {
+                match self { $( DropReason::$variant => $text, )* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    EtherTruncated => ("ether", "ether_truncated", "frames shorter than an Ethernet header"),
+    EtherUnknownType => ("ether", "ether_unknown_type", "frames with an unsupported ethertype"),
+    IfDown => ("ether", "if_down", "packets on an interface that is down or has no link"),
+    RxQueueFull => ("ether", "rx_queue_full", "frames dropped because the stack input queue was full"),
+    LinkSendFailed => ("ether", "link_send_failed", "frames the link refused to send"),
+    ArpTruncated => ("arp", "arp_truncated", "truncated packets"),
+    ArpBadFormat => ("arp", "arp_bad_format", "packets with bad hardware/protocol types, lengths or op"),
+    ArpBadSender => ("arp", "arp_bad_sender", "packets with a broadcast, multicast or own sender address"),
+    ArpNotForUs => ("arp", "arp_not_for_us", "requests for addresses that are not ours"),
+    ArpQueueFull => ("arp", "arp_queue_full", "packets dropped waiting for resolution (queue full)"),
+    ArpResolveFailed => ("arp", "arp_resolve_failed", "packets dropped because resolution failed"),
+    Ip6Unsupported => ("ip6", "ip6_unsupported", "IPv6 packets (not implemented yet)"),
+    IpTruncated => ("ip", "ip_truncated", "packets shorter than their header or total length"),
+    IpBadVersion => ("ip", "ip_bad_version", "packets with a version other than 4"),
+    IpBadHeaderLen => ("ip", "ip_bad_header_len", "packets with a header length below 20"),
+    IpBadTotalLen => ("ip", "ip_bad_total_len", "packets with a total length below the header length"),
+    IpBadChecksum => ("ip", "ip_bad_checksum", "bad header checksums"),
+    IpBadAddress => ("ip", "ip_bad_address", "packets with a martian source or destination"),
+    IpNotForUs => ("ip", "ip_not_for_us", "packets not for us (forwarding off)"),
+    IpTtlExpired => ("ip", "ip_ttl_expired", "packets with TTL expired in transit"),
+    IpNoRoute => ("ip", "ip_no_route", "packets without a route"),
+    IpNeedFrag => ("ip", "ip_need_frag", "packets too big with DF set"),
+    IpUnknownProtocol => ("ip", "ip_unknown_protocol", "packets for an unknown or unsupported protocol"),
+    FragBadLength => ("ip", "frag_bad_length", "fragments with a length that is not a multiple of 8"),
+    FragTooBig => ("ip", "frag_too_big", "fragments beyond the 65535-byte datagram limit"),
+    FragOverlap => ("ip", "frag_overlap", "fragments dropped for overlap (whole datagram discarded)"),
+    FragDuplicate => ("ip", "frag_duplicate", "duplicate fragments"),
+    FragInconsistent => ("ip", "frag_inconsistent", "fragments disagreeing on the datagram length"),
+    FragTimeout => ("ip", "frag_timeout", "fragments dropped after reassembly timeout"),
+    FragMemory => ("ip", "frag_memory", "fragments dropped to bound reassembly memory"),
+    IcmpTruncated => ("icmp", "icmp_truncated", "messages shorter than an ICMP header"),
+    IcmpBadChecksum => ("icmp", "icmp_bad_checksum", "messages with a bad checksum"),
+    IcmpUnhandledType => ("icmp", "icmp_unhandled_type", "messages of a type we do not act on"),
+    IcmpNoListener => ("icmp", "icmp_no_listener", "replies and errors nobody was waiting for"),
+    UdpTruncated => ("udp", "udp_truncated", "datagrams shorter than a UDP header"),
+    UdpBadLength => ("udp", "udp_bad_length", "datagrams with a bad length field"),
+    UdpBadChecksum => ("udp", "udp_bad_checksum", "datagrams with a bad checksum"),
+    UdpNoPort => ("udp", "udp_no_port", "datagrams to a port nobody listens on"),
+}
+
+/// Protocol counters besides drops (NetBSD names in comments where they differ).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counters {
+    pub ether_in: u64,
+    pub ether_out: u64,
+    pub arp_requests_in: u64,
+    pub arp_replies_in: u64,
+    pub arp_requests_out: u64,
+    pub arp_replies_out: u64,
+    pub arp_gratuitous_out: u64,
+    pub arp_duplicate_address: u64,
+    pub ip_in: u64,
+    pub ip_delivered: u64,
+    pub ip_forwarded: u64,
+    pub ip_out: u64,
+    pub ip_fragments_in: u64,
+    pub ip_reassembled: u64,
+    pub ip_fragmented: u64,
+    pub ip_fragments_out: u64,
+    pub icmp_in: u64,
+    pub icmp_out: u64,
+    pub icmp_echo_in: u64,
+    pub icmp_echo_reply_out: u64,
+    pub icmp_errors_out: u64,
+    /// "errors not generated because old message was icmp"
+    pub icmp_error_about_error: u64,
+    /// errors not generated: fragment, broadcast or martian source
+    pub icmp_error_suppressed: u64,
+    pub icmp_rate_limited: u64,
+    pub udp_in: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Stats {
+    pub drops: [u64; DropReason::COUNT],
+    pub counters: Counters,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            drops: [0; DropReason::COUNT],
+            counters: Counters::default(),
+        }
+    }
+}
+
+impl Stats {
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_a_distinct_slot_and_key() {
+        let mut keys: Vec<_> = DropReason::ALL.iter().map(|r| r.key()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), DropReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+}
