@@ -1,0 +1,173 @@
+//! Test peer: one process on a bus, driven by the integration tests. Every role prints
+//! `ready` once attached, and its results as one JSON line when done.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use shmif::{Bus, BusConfig};
+use shmlab_tests::{check_frame, make_frame, size_for};
+
+#[derive(Parser)]
+struct Cli {
+    /// Bus file.
+    #[arg(long)]
+    bus: PathBuf,
+    /// Size for a bus this peer creates.
+    #[arg(long, default_value_t = 1 << 20)]
+    size: u64,
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Sends `count` test frames, `batch` per lock, after a line on stdin says go.
+    Send {
+        #[arg(long)]
+        id: u32,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = shmlab_tests::MIN_TEST_FRAME)]
+        min_len: usize,
+        #[arg(long, default_value_t = 1514)]
+        max_len: usize,
+        /// Pause between batches, microseconds.
+        #[arg(long, default_value_t = 0)]
+        pause_us: u64,
+    },
+    /// Receives until stdin closes, then drains and reports.
+    Recv {
+        /// Use a passive reader instead of a port.
+        #[arg(long)]
+        passive: bool,
+    },
+    /// Takes the lock, writes half a record and hangs there until killed.
+    Park,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let config = BusConfig {
+        size: cli.size,
+        ..BusConfig::default()
+    };
+    let bus = Bus::attach(&cli.bus, &config).unwrap_or_else(|e| {
+        eprintln!("shmif-peer: {e}");
+        std::process::exit(2)
+    });
+    let mut out = std::io::stdout();
+    match cli.role {
+        Role::Send {
+            id,
+            count,
+            batch,
+            min_len,
+            max_len,
+            pause_us,
+        } => {
+            let port = bus.port();
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            let mut go = String::new();
+            std::io::stdin().lock().read_line(&mut go).unwrap();
+            let mut seq = 0u64;
+            while seq < count {
+                let n = (count - seq).min(batch as u64);
+                let frames: Vec<Vec<u8>> = (seq..seq + n)
+                    .map(|s| make_frame(port.mac(), id, s, size_for(s, min_len, max_len)))
+                    .collect();
+                let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+                port.send_batch(&refs).expect("send");
+                seq += n;
+                if pause_us > 0 {
+                    std::thread::sleep(Duration::from_micros(pause_us));
+                }
+            }
+            let s = port.stats();
+            writeln!(out, "{{\"sent\":{},\"lock_recoveries\":{}}}", s.sent, s.lock_recoveries).unwrap();
+        }
+        Role::Recv { passive } => {
+            // Stdin closing is the signal to drain and report.
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = done.clone();
+            std::thread::spawn(move || {
+                let mut sink = String::new();
+                while std::io::stdin().lock().read_line(&mut sink).unwrap_or(0) > 0 {
+                    sink.clear();
+                }
+                flag.store(true, Ordering::SeqCst);
+            });
+            let mut port = (!passive).then(|| bus.port());
+            let mut reader = passive.then(|| bus.reader());
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            let mut buf = vec![0u8; 2048];
+            let mut delivered = 0u64;
+            let mut torn = 0u64;
+            let mut out_of_order = 0u64;
+            let mut next: HashMap<u32, u64> = HashMap::new();
+            let mut draining = false;
+            loop {
+                let got = match (&mut port, &mut reader) {
+                    (Some(p), _) if draining => p.try_recv(&mut buf),
+                    (Some(p), _) => p.recv(&mut buf, Duration::from_millis(50)),
+                    (_, Some(r)) if draining => r.try_recv(&mut buf),
+                    (_, Some(r)) => r.recv(&mut buf, Duration::from_millis(50)),
+                    _ => unreachable!(),
+                };
+                match got {
+                    Some(r) => {
+                        delivered += 1;
+                        match check_frame(&buf[..r.len]) {
+                            None => torn += 1,
+                            Some((w, s)) => {
+                                let want = next.entry(w).or_insert(0);
+                                if s < *want {
+                                    out_of_order += 1;
+                                }
+                                *want = s + 1;
+                            }
+                        }
+                    }
+                    None if draining => break,
+                    None => {}
+                }
+                if !draining && done.load(Ordering::SeqCst) {
+                    draining = true;
+                }
+            }
+            let s = match (&port, &reader) {
+                (Some(p), _) => p.stats(),
+                (_, Some(r)) => r.stats(),
+                _ => unreachable!(),
+            };
+            writeln!(
+                out,
+                "{{\"delivered\":{delivered},\"torn\":{torn},\"out_of_order\":{out_of_order},\"lost\":{},\"corrupt\":{},\"resyncs\":{},\"received\":{},\"lock_recoveries\":{}}}",
+                s.lost, s.corrupt, s.resyncs, s.received, s.lock_recoveries
+            )
+            .unwrap();
+        }
+        Role::Park => {
+            let port = bus.port();
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            let frame = make_frame(port.mac(), 999, 0, 1000);
+            std::thread::spawn(move || {
+                // Report "parked" from outside the critical section once the lock is surely held.
+                std::thread::sleep(Duration::from_millis(50));
+                let mut out = std::io::stdout();
+                writeln!(out, "parked").unwrap();
+                out.flush().unwrap();
+            });
+            port.hang_holding_lock(&frame);
+        }
+    }
+}

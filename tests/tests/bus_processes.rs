@@ -1,0 +1,127 @@
+//! The bus between separate processes: exchange, stress, lapping, a lock holder killed with
+//! SIGKILL.
+
+mod common;
+
+use common::{field, Peer};
+
+fn bus_path(dir: &tempfile::TempDir) -> String {
+    dir.path().join("bus").to_str().unwrap().to_string()
+}
+
+#[test]
+fn processes_exchange_every_frame_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = bus_path(&dir);
+    // 8 MiB: all three senders' frames fit, so nothing may be lost and every size must arrive.
+    let size = (8u64 << 20).to_string();
+    let mut receivers: Vec<Peer> = (0..2)
+        .map(|_| Peer::start(&["--bus", &bus, "--size", &size, "recv"]))
+        .collect();
+    let count = (1514 - shmlab_tests::MIN_TEST_FRAME + 1).to_string();
+    let mut senders: Vec<Peer> = (0..3)
+        .map(|id| {
+            Peer::start(&[
+                "--bus", &bus, "--size", &size, "send", "--id", &id.to_string(), "--count",
+                &count,
+            ])
+        })
+        .collect();
+    for s in &mut senders {
+        s.say("go");
+    }
+    let sent: u64 = senders.into_iter().map(|s| field(&s.finish(), "sent")).sum();
+    for r in receivers.drain(..) {
+        let report = r.finish();
+        assert_eq!(field(&report, "delivered"), sent, "{report}");
+        assert_eq!(field(&report, "torn"), 0, "{report}");
+        assert_eq!(field(&report, "lost"), 0, "{report}");
+    }
+}
+
+#[test]
+fn stressed_bus_delivers_no_torn_frames_and_accounts_for_every_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = bus_path(&dir);
+    let mut receivers = vec![
+        Peer::start(&["--bus", &bus, "recv"]),
+        Peer::start(&["--bus", &bus, "recv"]),
+        Peer::start(&["--bus", &bus, "recv", "--passive"]),
+    ];
+    let mut senders: Vec<Peer> = (0..4)
+        .map(|id| {
+            let batch = if id % 2 == 0 { "1" } else { "16" };
+            Peer::start(&[
+                "--bus", &bus, "send", "--id", &id.to_string(), "--count", "40000", "--batch",
+                batch,
+            ])
+        })
+        .collect();
+    for s in &mut senders {
+        s.say("go");
+    }
+    let sent: u64 = senders.into_iter().map(|s| field(&s.finish(), "sent")).sum();
+    assert_eq!(sent, 160_000);
+    for r in receivers.drain(..) {
+        let report = r.finish();
+        eprintln!("receiver: {report}");
+        assert_eq!(field(&report, "torn"), 0, "torn frames delivered: {report}");
+        assert_eq!(field(&report, "out_of_order"), 0, "{report}");
+        assert_eq!(field(&report, "corrupt"), 0, "{report}");
+        assert_eq!(
+            field(&report, "delivered") + field(&report, "lost"),
+            sent,
+            "delivered + lost must equal sent: {report}"
+        );
+    }
+}
+
+#[test]
+fn killed_lock_holder_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = bus_path(&dir);
+    let receiver = Peer::start(&["--bus", &bus, "recv"]);
+    let passive = Peer::start(&["--bus", &bus, "recv", "--passive"]);
+    // Attached first: attaching takes the lock too.
+    let mut sender = Peer::start(&[
+        "--bus", &bus, "send", "--id", "1", "--count", "2000", "--pause-us", "100",
+    ]);
+    let mut parked = Peer::start(&["--bus", &bus, "park"]);
+    parked.expect_line("parked");
+    sender.say("go");
+    // The sender is now stuck behind the parked holder, which still lives: never broken.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let held = std::fs::read(&bus).unwrap();
+    assert_eq!(u32::from_ne_bytes(held[24..28].try_into().unwrap()), 1, "lock held");
+    parked.kill();
+    let report = sender.finish();
+    assert_eq!(field(&report, "sent"), 2000);
+    let mut recoveries = field(&report, "lock_recoveries");
+    for r in [receiver, passive] {
+        let report = r.finish();
+        recoveries += field(&report, "lock_recoveries");
+        // The half-written record of the dead holder is never delivered.
+        assert_eq!(field(&report, "torn"), 0, "{report}");
+        assert_eq!(field(&report, "delivered") + field(&report, "lost"), 2000, "{report}");
+    }
+    // Exactly one process took the dead holder's lock over (whichever waiter won).
+    assert_eq!(recoveries, 1);
+}
+
+#[test]
+fn foreign_holder_that_never_releases_is_broken() {
+    // A NetBSD peer records no pid: a lock held with no header change at all is taken over.
+    let dir = tempfile::tempdir().unwrap();
+    let bus = bus_path(&dir);
+    let receiver = Peer::start(&["--bus", &bus, "recv"]);
+    let file = std::fs::OpenOptions::new().write(true).open(&bus).unwrap();
+    std::os::unix::fs::FileExt::write_at(&file, &1u32.to_ne_bytes(), 24).unwrap();
+    let mut sender = Peer::start(&["--bus", &bus, "send", "--id", "1", "--count", "100"]);
+    sender.say("go");
+    let report = sender.finish();
+    assert_eq!(field(&report, "sent"), 100);
+    let recoveries = field(&report, "lock_recoveries");
+    let report = receiver.finish();
+    assert_eq!(field(&report, "delivered"), 100, "{report}");
+    assert_eq!(recoveries + field(&report, "lock_recoveries"), 1);
+}
