@@ -123,9 +123,8 @@ pub fn parse(bytes: &[u8]) -> Result<Dump, DumpError> {
     };
     let size = header.data_size as usize;
     let hdr_len = if header.version == VERSION_2 { 12 } else { 24 };
-    let read = |off: usize, n: usize| -> Vec<u8> {
-        (0..n).map(|i| img.data[(off + i) % size]).collect()
-    };
+    let read =
+        |off: usize, n: usize| -> Vec<u8> { (0..n).map(|i| img.data[(off + i) % size]).collect() };
     let u32_from = |b: &[u8], i: usize| {
         let v = u32::from_ne_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         if header.swapped {

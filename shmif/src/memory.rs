@@ -41,7 +41,7 @@ impl BusMemory {
 
     /// The u32 header word at byte offset `off` (one of the `format::OFF_*` constants).
     pub(crate) fn word(&self, off: usize) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= BUS_HEADER_SIZE);
+        assert!(off.is_multiple_of(4) && off + 4 <= BUS_HEADER_SIZE);
         // SAFETY: the mapping is page aligned and at least 1 MiB long, so `off` (4-aligned, inside
         // the 32-byte header) is a valid, aligned u32 for the mapping's lifetime, which `&self`
         // bounds. Every process touches header words only through atomic operations.
@@ -86,7 +86,9 @@ impl BusMemory {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 src.as_ptr(),
-                self.map.as_mut_ptr().add(BUS_HEADER_SIZE + ring_off as usize),
+                self.map
+                    .as_mut_ptr()
+                    .add(BUS_HEADER_SIZE + ring_off as usize),
                 src.len(),
             )
         }

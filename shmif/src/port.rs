@@ -296,7 +296,9 @@ impl PortSender {
         let mut snap = repair_if_needed(&ring, acquired, counters);
         let mut bytes = 0u64;
         for frame in frames {
-            if let Err(Corrupt(_)) = write_record(&ring, &mut snap, frame, self.shared.sender_id, sec, usec) {
+            if let Err(Corrupt(_)) =
+                write_record(&ring, &mut snap, frame, self.shared.sender_id, sec, usec)
+            {
                 // The ring changed under us in a way no writer leaves it (a foreign process
                 // scribbled on it): re-format and write the frame into the fresh ring.
                 reset_ring(&ring, &mut snap, counters);

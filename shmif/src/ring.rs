@@ -89,7 +89,9 @@ impl<'a> Ring<'a> {
     }
 
     pub(crate) fn store(&self, snap: &HeaderSnapshot) {
-        self.mem.word(OFF_FIRST).store(snap.first, Ordering::Release);
+        self.mem
+            .word(OFF_FIRST)
+            .store(snap.first, Ordering::Release);
         self.mem.word(OFF_LAST).store(snap.last, Ordering::Release);
         self.mem.gen_word().store(snap.gen, Ordering::Release);
     }

@@ -175,12 +175,8 @@ pub(crate) fn wait_for_data(
         if seen & WAITERS != 0 {
             break;
         }
-        match spare.compare_exchange_weak(
-            seen,
-            seen | WAITERS,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        ) {
+        match spare.compare_exchange_weak(seen, seen | WAITERS, Ordering::SeqCst, Ordering::SeqCst)
+        {
             Ok(_) => {
                 seen |= WAITERS;
                 break;

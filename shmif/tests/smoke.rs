@@ -18,11 +18,18 @@ fn two_ports_in_one_process_exchange_frames_both_ways() {
     let mut buf = [0u8; 2048];
     for len in [14usize, 60, 1514] {
         a.send(&frame(b.mac(), a.mac(), len, 7)).unwrap();
-        let got = b.recv(&mut buf, Duration::from_secs(1)).expect("b receives");
+        let got = b
+            .recv(&mut buf, Duration::from_secs(1))
+            .expect("b receives");
         assert_eq!(got.len, len);
-        assert!(a.try_recv(&mut buf).is_none(), "a must not see its own frame");
+        assert!(
+            a.try_recv(&mut buf).is_none(),
+            "a must not see its own frame"
+        );
         b.send(&frame([0xff; 6], b.mac(), len, 9)).unwrap();
-        let got = a.recv(&mut buf, Duration::from_secs(1)).expect("a receives");
+        let got = a
+            .recv(&mut buf, Duration::from_secs(1))
+            .expect("a receives");
         assert_eq!(got.len, len);
         assert_eq!(buf[len - 1], 9);
     }

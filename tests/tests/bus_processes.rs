@@ -22,7 +22,14 @@ fn processes_exchange_every_frame_size() {
     let mut senders: Vec<Peer> = (0..3)
         .map(|id| {
             Peer::start(&[
-                "--bus", &bus, "--size", &size, "send", "--id", &id.to_string(), "--count",
+                "--bus",
+                &bus,
+                "--size",
+                &size,
+                "send",
+                "--id",
+                &id.to_string(),
+                "--count",
                 &count,
             ])
         })
@@ -30,7 +37,10 @@ fn processes_exchange_every_frame_size() {
     for s in &mut senders {
         s.say("go");
     }
-    let sent: u64 = senders.into_iter().map(|s| field(&s.finish(), "sent")).sum();
+    let sent: u64 = senders
+        .into_iter()
+        .map(|s| field(&s.finish(), "sent"))
+        .sum();
     for r in receivers.drain(..) {
         let report = r.finish();
         assert_eq!(field(&report, "delivered"), sent, "{report}");
@@ -52,7 +62,14 @@ fn stressed_bus_delivers_no_torn_frames_and_accounts_for_every_loss() {
         .map(|id| {
             let batch = if id % 2 == 0 { "1" } else { "16" };
             Peer::start(&[
-                "--bus", &bus, "send", "--id", &id.to_string(), "--count", "40000", "--batch",
+                "--bus",
+                &bus,
+                "send",
+                "--id",
+                &id.to_string(),
+                "--count",
+                "40000",
+                "--batch",
                 batch,
             ])
         })
@@ -60,7 +77,10 @@ fn stressed_bus_delivers_no_torn_frames_and_accounts_for_every_loss() {
     for s in &mut senders {
         s.say("go");
     }
-    let sent: u64 = senders.into_iter().map(|s| field(&s.finish(), "sent")).sum();
+    let sent: u64 = senders
+        .into_iter()
+        .map(|s| field(&s.finish(), "sent"))
+        .sum();
     assert_eq!(sent, 160_000);
     for r in receivers.drain(..) {
         let report = r.finish();
@@ -84,7 +104,15 @@ fn killed_lock_holder_is_recovered() {
     let passive = Peer::start(&["--bus", &bus, "recv", "--passive"]);
     // Attached first: attaching takes the lock too.
     let mut sender = Peer::start(&[
-        "--bus", &bus, "send", "--id", "1", "--count", "2000", "--pause-us", "100",
+        "--bus",
+        &bus,
+        "send",
+        "--id",
+        "1",
+        "--count",
+        "2000",
+        "--pause-us",
+        "100",
     ]);
     let mut parked = Peer::start(&["--bus", &bus, "park"]);
     parked.expect_line("parked");
@@ -92,7 +120,11 @@ fn killed_lock_holder_is_recovered() {
     // The sender is now stuck behind the parked holder, which still lives: never broken.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let held = std::fs::read(&bus).unwrap();
-    assert_eq!(u32::from_ne_bytes(held[24..28].try_into().unwrap()), 1, "lock held");
+    assert_eq!(
+        u32::from_ne_bytes(held[24..28].try_into().unwrap()),
+        1,
+        "lock held"
+    );
     parked.kill();
     let report = sender.finish();
     assert_eq!(field(&report, "sent"), 2000);
@@ -102,7 +134,11 @@ fn killed_lock_holder_is_recovered() {
         recoveries += field(&report, "lock_recoveries");
         // The half-written record of the dead holder is never delivered.
         assert_eq!(field(&report, "torn"), 0, "{report}");
-        assert_eq!(field(&report, "delivered") + field(&report, "lost"), 2000, "{report}");
+        assert_eq!(
+            field(&report, "delivered") + field(&report, "lost"),
+            2000,
+            "{report}"
+        );
     }
     // Exactly one process took the dead holder's lock over (whichever waiter won).
     assert_eq!(recoveries, 1);

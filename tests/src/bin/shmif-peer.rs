@@ -91,7 +91,12 @@ fn main() {
                 }
             }
             let s = port.stats();
-            writeln!(out, "{{\"sent\":{},\"lock_recoveries\":{}}}", s.sent, s.lock_recoveries).unwrap();
+            writeln!(
+                out,
+                "{{\"sent\":{},\"lock_recoveries\":{}}}",
+                s.sent, s.lock_recoveries
+            )
+            .unwrap();
         }
         Role::Recv { passive } => {
             // Stdin closing is the signal to drain and report.
