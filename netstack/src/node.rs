@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -136,7 +137,16 @@ fn step(stack: &mut Stack, rx: &Receiver<Event>) -> bool {
 fn handle(stack: &mut Stack, ev: Event) -> bool {
     let now = Instant::now();
     match ev {
-        Event::Frame { link, frame } => stack.handle_frame(now, link, &frame),
+        Event::Frame { link, frame } => {
+            // A bug in a protocol path must not take the node down; it is counted and logged.
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                stack.handle_frame(now, link, &frame)
+            }));
+            if r.is_err() {
+                tracing::error!("panic while handling a frame of {} bytes", frame.len());
+                stack.stats.drop(crate::stats::DropReason::InternalError);
+            }
+        }
         Event::LinkStats {
             link,
             stats,
@@ -148,7 +158,14 @@ fn handle(stack: &mut Stack, ev: Event) -> bool {
             cancelled,
         } => {
             tracing::debug!("command {:?}", req.argv);
-            cmd::run(stack, now, &req, Output::new(reply, cancelled));
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                cmd::run(stack, now, &req, Output::new(reply, cancelled))
+            }));
+            if r.is_err() {
+                // The reply channel is gone with the panic: the client sees the connection
+                // close mid-command.
+                tracing::error!("panic while running {:?}", req.argv);
+            }
         }
         Event::Shutdown => return false,
     }

@@ -67,6 +67,7 @@ drop_reasons! {
     UdpBadLength => ("udp", "udp_bad_length", "datagrams with a bad length field"),
     UdpBadChecksum => ("udp", "udp_bad_checksum", "datagrams with a bad checksum"),
     UdpNoPort => ("udp", "udp_no_port", "datagrams to a port nobody listens on"),
+    InternalError => ("ether", "internal_error", "frames whose processing hit a bug (panic caught; see the log)"),
 }
 
 /// Protocol counters besides drops (NetBSD names in comments where they differ).

@@ -232,9 +232,10 @@ fn parse_actions(words: &[String]) -> Result<Actions, CmdError> {
 }
 
 pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
-    let Some(args) = parse::<Args>(ctx)? else {
+    let Some(mut args) = parse::<Args>(ctx)? else {
         return Ok(Done::Exit(0));
     };
+    args.json |= super::take_flag(&mut args.words, "--json");
     if args.list {
         let names: Vec<&str> = stack.ifaces.iter().map(|i| i.name.as_str()).collect();
         if args.json {

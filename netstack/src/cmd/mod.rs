@@ -189,6 +189,13 @@ pub fn parse<T: clap::Parser>(ctx: &Ctx<'_>) -> Result<Option<T>, CmdError> {
     }
 }
 
+/// Removes `flag` from free-form trailing words (where clap cannot see it); true if present.
+pub fn take_flag(words: &mut Vec<String>, flag: &str) -> bool {
+    let before = words.len();
+    words.retain(|w| w != flag);
+    words.len() != before
+}
+
 pub fn parse_addr(s: &str) -> Result<Ipv4Addr, CmdError> {
     s.parse()
         .map_err(|_| CmdError::usage(format!("{s}: bad IPv4 address")))

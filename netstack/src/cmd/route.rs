@@ -107,11 +107,14 @@ struct Got {
 }
 
 pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
-    let Some(args) = parse::<Args>(ctx)? else {
+    let Some(mut args) = parse::<Args>(ctx)? else {
         return Ok(Done::Exit(0));
     };
+    args.json |= super::take_flag(&mut args.words, "--json");
     let _ = args.numeric;
-    let (verb, rest) = args.words.split_first().expect("clap: required");
+    let Some((verb, rest)) = args.words.split_first() else {
+        return Err(CmdError::usage("expected add, delete, get, show or flush"));
+    };
     let say = |s: String| {
         if !args.quiet {
             ctx.out.out(s)
@@ -120,7 +123,9 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     match verb.as_str() {
         "add" => {
             let s = parse_spec(rest, true)?;
-            let gw = s.gateway.expect("parse_spec: gateway required");
+            let Some(gw) = s.gateway else {
+                return Err(CmdError::usage("add: missing gateway"));
+            };
             stack
                 .routes
                 .add(
@@ -187,7 +192,6 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         }
         "show" => super::netstat::route_table(stack, args.json, ctx.out),
         "flush" => {
-            let n = stack.routes.statics.len();
             for r in std::mem::take(&mut stack.routes.statics) {
                 let label = if r.prefix == 0 {
                     "default".to_string()
@@ -196,7 +200,6 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
                 };
                 say(format!("{label:<18} {:<18} done", r.gateway));
             }
-            let _ = n;
         }
         other => {
             return Err(CmdError::usage(format!(
