@@ -89,11 +89,15 @@ impl Node {
 
     /// Runs a command through `netstack-ctl`.
     pub fn run(&self, args: &[&str]) -> Out {
+        let t0 = Instant::now();
         let o = Command::new(CTL)
             .arg(&self.sock)
             .args(args)
             .output()
             .expect("running netstack-ctl");
+        if std::env::var_os("NETSTACK_TEST_TRACE").is_some() {
+            eprintln!("{}: {args:?} took {:?}", self.name, t0.elapsed());
+        }
         Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -180,11 +184,12 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// h1 -- bus1 -- r1 -- bus2 -- r2 -- bus3 -- h2, routed both ways.
 pub struct Chain {
-    pub dir: tempfile::TempDir,
     pub h1: Node,
     pub r1: Node,
     pub r2: Node,
     pub h2: Node,
+    /// Last: fields drop in order, and the nodes must halt before their sockets vanish.
+    pub dir: tempfile::TempDir,
 }
 
 pub fn chain() -> Chain {
