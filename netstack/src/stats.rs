@@ -31,6 +31,7 @@ macro_rules! drop_reasons {
 drop_reasons! {
     EtherTruncated => ("ether", "ether_truncated", "frames shorter than an Ethernet header"),
     EtherUnknownType => ("ether", "ether_unknown_type", "frames with an unsupported ethertype"),
+    EtherNotForUs => ("ether", "ether_not_for_us", "frames for another station's MAC address"),
     IfDown => ("ether", "if_down", "packets on an interface that is down or has no link"),
     RxQueueFull => ("ether", "rx_queue_full", "frames dropped because the stack input queue was full"),
     LinkSendFailed => ("ether", "link_send_failed", "frames the link refused to send"),

@@ -140,7 +140,7 @@ impl Ping {
             .to_be_bytes();
         for i in 0..self.cfg.size {
             data.push(if i < 8 && self.cfg.size >= 16 {
-                stamp[i]
+                stamp.get(i).copied().unwrap_or(0)
             } else if self.cfg.pattern.is_empty() {
                 i as u8
             } else {

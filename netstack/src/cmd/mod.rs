@@ -76,7 +76,7 @@ impl Output {
 /// How a command ended: at once with a status, or by starting a job the stack drives.
 pub enum Done {
     Exit(i32),
-    Job(Job),
+    Job(Box<Job>),
 }
 
 /// A failed command: one line of error and a status.
@@ -162,7 +162,7 @@ pub fn run(stack: &mut Stack, now: Instant, req: &Request, out: Output) {
     };
     match handler(stack, &ctx) {
         Ok(Done::Exit(code)) => out.exit(code),
-        Ok(Done::Job(job)) => stack.start_job(job, out),
+        Ok(Done::Job(job)) => stack.start_job(*job, out),
         Err(e) => {
             out.err(format!("{name}: {}", e.msg));
             out.exit(e.code);

@@ -69,7 +69,7 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         json: a.json,
     };
     let ident = stack.new_ident();
-    Ok(Done::Job(Job::Traceroute(Traceroute::start(
+    Ok(Done::Job(Box::new(Job::Traceroute(Traceroute::start(
         cfg, ident, ctx.out,
-    ))))
+    )))))
 }

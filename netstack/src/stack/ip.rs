@@ -345,14 +345,15 @@ impl Stack {
             return;
         };
         let hl = (raw[0] & 0x0f) as usize * 4;
+        let flags = u16::from_be_bytes([raw[6], raw[7]]);
         let h = ipv4::Header {
             header_len: hl,
             tos: 0,
             total_len: raw.len(),
             id: q.id,
-            df: false,
-            mf: false,
-            frag_offset: 0,
+            df: flags & 0x4000 != 0,
+            mf: flags & 0x2000 != 0,
+            frag_offset: (flags & 0x1fff) as usize * 8,
             ttl: 0,
             proto: q.proto,
             src: q.src,

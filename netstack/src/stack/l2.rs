@@ -30,6 +30,11 @@ impl Stack {
                 return;
             }
         };
+        let my_mac = iface.link.as_ref().map(|l| l.mac).unwrap_or_default();
+        if f.dst != my_mac && !f.dst.is_multicast() {
+            // The bus filters on MAC already; this guards promiscuous or foreign links.
+            return self.stats.drop(DropReason::EtherNotForUs);
+        }
         match f.ethertype {
             ETHERTYPE_IPV4 => self.ip_input(now, Some(index), f.payload),
             ETHERTYPE_ARP => self.arp_input(now, index, f.payload),

@@ -55,7 +55,7 @@ impl Reassembly {
         let off = h.frag_offset;
         let len = d.payload.len();
         let end = off + len;
-        if (h.mf && (len % 8 != 0 || len == 0)) || end > MAX_DATAGRAM - h.header_len {
+        if (h.mf && (!len.is_multiple_of(8) || len == 0)) || end > MAX_DATAGRAM - h.header_len {
             stats.drop(if end > MAX_DATAGRAM - h.header_len {
                 DropReason::FragTooBig
             } else {

@@ -1,1 +1,262 @@
+//! Stack behaviour on virtual time: two stacks wired back to back through capturing links,
+//! with `now` advanced by the test instead of a clock.
 
+use std::net::Ipv4Addr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::control::{Reply, Request};
+use crate::link::LinkTx;
+use crate::stats::DropReason;
+use crate::wire::icmp::{self, Icmp};
+use crate::wire::ipv4::{self, Emit, PROTO_ICMP, PROTO_UDP};
+use crate::wire::{ether, Mac};
+
+type Wire = Arc<Mutex<Vec<Vec<u8>>>>;
+
+struct Capture(Wire);
+
+impl LinkTx for Capture {
+    fn send(&self, frame: &[u8]) -> Result<(), String> {
+        self.0.lock().unwrap().push(frame.to_vec());
+        Ok(())
+    }
+}
+
+struct TestNode {
+    stack: Stack,
+    link: LinkId,
+    mac: Mac,
+    sent: Wire,
+}
+
+fn node(last: u8, addr: &str) -> TestNode {
+    let mut stack = Stack::new(None);
+    stack.create_iface("shmif0").unwrap();
+    let sent: Wire = Arc::default();
+    let mac = Mac([0xb2, 0xa0, 0, 0, 0, last]);
+    let link = stack
+        .attach_custom("shmif0", mac, Box::new(Capture(sent.clone())))
+        .unwrap();
+    let (a, p) = addr.split_once('/').unwrap();
+    stack
+        .add_addr(
+            "shmif0",
+            IfAddr {
+                addr: a.parse().unwrap(),
+                prefix: p.parse().unwrap(),
+            },
+            false,
+        )
+        .unwrap();
+    stack.set_up("shmif0", true).unwrap();
+    TestNode {
+        stack,
+        link,
+        mac,
+        sent,
+    }
+}
+
+fn take(w: &Wire) -> Vec<Vec<u8>> {
+    std::mem::take(&mut *w.lock().unwrap())
+}
+
+/// Moves frames between the two nodes until both are quiet, then polls them at `now`.
+fn exchange(a: &mut TestNode, b: &mut TestNode, now: Instant) {
+    for _ in 0..20 {
+        let (fa, fb) = (take(&a.sent), take(&b.sent));
+        if fa.is_empty() && fb.is_empty() {
+            break;
+        }
+        for f in fa {
+            b.stack.handle_frame(now, b.link, &f);
+        }
+        for f in fb {
+            a.stack.handle_frame(now, a.link, &f);
+        }
+        a.stack.poll(now);
+        b.stack.poll(now);
+    }
+}
+
+/// Starts a command; returns the channel its replies arrive on.
+fn command(s: &mut Stack, now: Instant, argv: &str) -> crossbeam_channel::Receiver<Reply> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let req = Request {
+        argv: argv.split_whitespace().map(str::to_string).collect(),
+        stdin: None,
+    };
+    crate::cmd::run(
+        s,
+        now,
+        &req,
+        Output::new(tx, Arc::new(AtomicBool::new(false))),
+    );
+    rx
+}
+
+fn text(rx: &crossbeam_channel::Receiver<Reply>) -> (String, Option<i32>) {
+    let mut out = String::new();
+    let mut code = None;
+    for r in rx.try_iter() {
+        match r {
+            Reply::Out(l) | Reply::Err(l) => {
+                out += &l;
+                out.push('\n');
+            }
+            Reply::Exit(c) => code = Some(c),
+        }
+    }
+    (out, code)
+}
+
+fn ip_frame(to: Mac, src: [u8; 4], dst: [u8; 4], proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let d = ipv4::emit(
+        &Emit {
+            tos: 0,
+            id: 1,
+            df: false,
+            mf: false,
+            frag_offset: 0,
+            ttl,
+            proto,
+            src: Ipv4Addr::from(src),
+            dst: Ipv4Addr::from(dst),
+        },
+        &[],
+        payload,
+    );
+    ether::emit(to, Mac([0xb2, 0xa0, 9, 9, 9, 9]), ether::ETHERTYPE_IPV4, &d)
+}
+
+#[test]
+fn ping_completes_on_virtual_time() {
+    let t0 = Instant::now();
+    let mut a = node(1, "10.0.0.1/24");
+    let mut b = node(2, "10.0.0.2/24");
+    let rx = command(&mut a.stack, t0, "ping -c 3 -i 1 10.0.0.2");
+    for s in 0..4 {
+        let now = t0 + Duration::from_secs(s);
+        a.stack.poll(now);
+        exchange(&mut a, &mut b, now);
+    }
+    let (out, code) = text(&rx);
+    assert!(
+        out.contains("3 packets transmitted, 3 packets received"),
+        "{out}"
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        a.stack.arp.lookup((1, Ipv4Addr::new(10, 0, 0, 2))),
+        Some(b.mac)
+    );
+}
+
+#[test]
+fn failed_resolution_retries_then_reports_host_unreachable_to_ping() {
+    let t0 = Instant::now();
+    let mut a = node(1, "10.0.0.1/24");
+    let rx = command(&mut a.stack, t0, "ping -c 1 -W 10 10.0.0.9");
+    a.stack.poll(t0);
+    for s in 1..=4 {
+        a.stack.poll(t0 + Duration::from_secs(s));
+    }
+    let requests = take(&a.sent)
+        .iter()
+        .filter(|f| ether::parse(f).unwrap().ethertype == ether::ETHERTYPE_ARP)
+        .count();
+    // One gratuitous announcement at `up` plus three requests.
+    assert_eq!(requests, 1 + arp::MAX_TRIES as usize);
+    a.stack.poll(t0 + Duration::from_secs(11));
+    let (out, code) = text(&rx);
+    assert!(out.contains("Destination Host Unreachable"), "{out}");
+    assert_eq!(code, Some(2));
+    assert_eq!(a.stack.stats.drops_of(DropReason::ArpResolveFailed), 1);
+}
+
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let t0 = Instant::now();
+    let mut r = node(1, "10.0.0.1/24");
+    r.stack.sysctl.forwarding = true;
+    let probe = ip_frame(r.mac, [10, 0, 0, 5], [192, 0, 2, 1], PROTO_UDP, 64, &[0; 8]);
+    for _ in 0..500 {
+        r.stack.handle_frame(t0, r.link, &probe);
+    }
+    let c = &r.stack.stats.counters;
+    assert_eq!(c.icmp_errors_out, 100);
+    assert_eq!(c.icmp_rate_limited, 400);
+    assert_eq!(r.stack.stats.drops_of(DropReason::IpNoRoute), 500);
+    // Half a second refills half the bucket.
+    for _ in 0..100 {
+        r.stack
+            .handle_frame(t0 + Duration::from_millis(500), r.link, &probe);
+    }
+    assert_eq!(r.stack.stats.counters.icmp_errors_out, 150);
+}
+
+#[test]
+fn no_icmp_error_about_an_icmp_error_or_a_broadcast() {
+    let t0 = Instant::now();
+    let mut r = node(1, "10.0.0.1/24");
+    r.stack.sysctl.forwarding = true;
+    let err = icmp::emit(&Icmp::Unreachable {
+        code: 1,
+        mtu: 0,
+        quoted: &[0; 28],
+    });
+    let f = ip_frame(r.mac, [10, 0, 0, 5], [192, 0, 2, 1], PROTO_ICMP, 1, &err);
+    r.stack.handle_frame(t0, r.link, &f);
+    assert_eq!(r.stack.stats.drops_of(DropReason::IpTtlExpired), 1);
+    assert_eq!(r.stack.stats.counters.icmp_error_about_error, 1);
+    assert_eq!(r.stack.stats.counters.icmp_errors_out, 0);
+    // UDP to the subnet broadcast: no port-unreachable.
+    let f = ip_frame(
+        Mac::BROADCAST,
+        [10, 0, 0, 5],
+        [10, 0, 0, 255],
+        PROTO_UDP,
+        64,
+        &[0, 1, 0, 2, 0, 8, 0, 0],
+    );
+    r.stack.handle_frame(t0, r.link, &f);
+    assert_eq!(r.stack.stats.drops_of(DropReason::UdpNoPort), 1);
+    assert_eq!(r.stack.stats.counters.icmp_errors_out, 0);
+    assert!(take(&r.sent)
+        .iter()
+        .all(|f| ether::parse(f).unwrap().ethertype == ether::ETHERTYPE_ARP));
+}
+
+#[test]
+fn frames_for_other_stations_are_dropped_by_name() {
+    let t0 = Instant::now();
+    let mut r = node(1, "10.0.0.1/24");
+    let f = ip_frame(
+        Mac([0xb2, 0xa0, 7, 7, 7, 7]),
+        [10, 0, 0, 5],
+        [10, 0, 0, 1],
+        PROTO_UDP,
+        64,
+        &[0; 8],
+    );
+    r.stack.handle_frame(t0, r.link, &f);
+    assert_eq!(r.stack.stats.drops_of(DropReason::EtherNotForUs), 1);
+}
+
+#[test]
+fn udp_to_a_closed_port_gets_port_unreachable() {
+    let t0 = Instant::now();
+    let mut a = node(1, "10.0.0.1/24");
+    let mut b = node(2, "10.0.0.2/24");
+    let rx = command(&mut a.stack, t0, "traceroute -n -q 1 10.0.0.2");
+    a.stack.poll(t0);
+    exchange(&mut a, &mut b, t0);
+    a.stack.poll(t0);
+    let (out, code) = text(&rx);
+    assert!(out.contains(" 1  10.0.0.2  "), "{out}");
+    assert_eq!(code, Some(0));
+    assert_eq!(b.stack.stats.drops_of(DropReason::UdpNoPort), 1);
+}
