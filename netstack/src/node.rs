@@ -253,15 +253,11 @@ fn accept_loop(listener: UnixListener, tx: Sender<Event>, in_flight: Arc<AtomicU
             Ok(cred) if cred.uid == me => {}
             Ok(cred) => {
                 tracing::warn!("control: refused connection from uid {}", cred.uid.as_raw());
-                let _ = stream.write_all(
-                    Reply::Err(format!(
-                        "netstack: permission denied: uid {} does not own this node",
-                        cred.uid.as_raw()
-                    ))
-                    .to_line()
-                    .as_bytes(),
+                let msg = format!(
+                    "netstack: permission denied: uid {} does not own this node",
+                    cred.uid.as_raw()
                 );
-                let _ = stream.write_all(Reply::Exit(77).to_line().as_bytes());
+                refuse_in_background(stream, msg, 77);
                 continue;
             }
             Err(e) => {
@@ -270,12 +266,8 @@ fn accept_loop(listener: UnixListener, tx: Sender<Event>, in_flight: Arc<AtomicU
             }
         }
         if connections.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-            let _ = stream.write_all(
-                Reply::Err("netstack: too many control connections".into())
-                    .to_line()
-                    .as_bytes(),
-            );
-            let _ = stream.write_all(Reply::Exit(75).to_line().as_bytes());
+            let msg = format!("netstack: too many control connections (limit {MAX_CONNECTIONS})");
+            refuse_in_background(stream, msg, 75);
             continue;
         }
         connections.fetch_add(1, Ordering::AcqRel);
@@ -291,6 +283,34 @@ fn accept_loop(listener: UnixListener, tx: Sender<Event>, in_flight: Arc<AtomicU
             tracing::warn!("control: cannot start a connection thread");
         }
     }
+}
+
+/// Answers with one error and a status, then closes. The peer's unread input is drained
+/// first (bounded): closing a Unix socket with unread data resets the connection, and the
+/// client would lose the answer.
+fn refuse(stream: &UnixStream, msg: String, code: i32) {
+    let mut w = stream;
+    let _ = w.write_all(Reply::Err(msg).to_line().as_bytes());
+    let _ = w.write_all(Reply::Exit(code).to_line().as_bytes());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut sink = [0u8; 64 * 1024];
+    let mut left: usize = 64 << 20;
+    let mut r = stream;
+    while left > 0 {
+        match r.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// `refuse` on its own thread, so the accept loop never waits on a slow peer.
+fn refuse_in_background(stream: UnixStream, msg: String, code: i32) {
+    let _ = std::thread::Builder::new()
+        .name("refuse".into())
+        .stack_size(128 * 1024)
+        .spawn(move || refuse(&stream, msg, code));
 }
 
 /// Whether the peer has closed its end (EOF pending), without consuming input.
@@ -344,14 +364,9 @@ fn serve(stream: UnixStream, tx: &Sender<Event>, in_flight: &AtomicUsize) {
             Ok(Line::Got) => &buf,
             Ok(Line::Eof) | Err(_) => return,
             Ok(Line::TooLong) => {
-                let _ = w.write_all(
-                    Reply::Err(format!(
-                        "netstack: request line longer than {MAX_REQUEST_LINE} bytes; closing"
-                    ))
-                    .to_line()
-                    .as_bytes(),
-                );
-                let _ = w.write_all(Reply::Exit(cmd::EX_USAGE).to_line().as_bytes());
+                let msg =
+                    format!("netstack: request line longer than {MAX_REQUEST_LINE} bytes; closing");
+                refuse(&stream, msg, cmd::EX_USAGE);
                 return;
             }
         };

@@ -152,3 +152,37 @@ fn client_errors_name_the_socket() {
     assert!(matches!(e, ClientError::Refused { .. }), "{e}");
     assert!(e.to_string().contains("stale.sock"), "{e}");
 }
+
+/// Needs root (to run the client as another uid) and setpriv; skipped otherwise unless
+/// SHMLAB_REQUIRE_ALL=1.
+#[test]
+fn connections_from_another_uid_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = rustix::process::getuid().is_root();
+    let setpriv = std::path::Path::new("/usr/bin/setpriv").exists();
+    if !(root && setpriv) {
+        assert!(
+            std::env::var_os("SHMLAB_REQUIRE_ALL").is_none(),
+            "needs root and /usr/bin/setpriv"
+        );
+        eprintln!("skipped: needs root and /usr/bin/setpriv to act as another uid");
+        return;
+    }
+    let dir = tempdir();
+    let mut a = Node::start(dir.path(), "a");
+    // Open the path up so only the peer-credential check stands in the way.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&a.sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::CTL)
+        .arg(&a.sock)
+        .args(["ifconfig", "-a"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(77), "{err}");
+    assert!(err.contains("permission denied: uid 65534"), "{err}");
+    assert!(a.alive());
+    a.ok("ifconfig -a");
+}
