@@ -248,7 +248,7 @@ fn accept_loop(listener: UnixListener, tx: Sender<Event>, in_flight: Arc<AtomicU
     let connections = Arc::new(AtomicUsize::new(0));
     let me = rustix::process::getuid();
     for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
+        let Ok(stream) = stream else { continue };
         match rustix::net::sockopt::socket_peercred(&stream) {
             Ok(cred) if cred.uid == me => {}
             Ok(cred) => {
