@@ -41,6 +41,9 @@ pub struct Ping {
     dups: u64,
     errors: u64,
     pending: HashMap<u16, Instant>,
+    /// Requests with a reply (for duplicate detection).
+    replied: HashSet<u16>,
+    /// Requests with a reply, an error, or that failed to leave: nothing more to wait for.
     answered: HashSet<u16>,
     rtt_min: f64,
     rtt_max: f64,
@@ -108,6 +111,7 @@ impl Ping {
             dups: 0,
             errors: 0,
             pending: HashMap::new(),
+            replied: HashSet::new(),
             answered: HashSet::new(),
             rtt_min: f64::MAX,
             rtt_max: 0.0,
@@ -178,6 +182,8 @@ impl Ping {
             );
             if let Err(e) = sent {
                 out.err(format!("ping: sendto: {e}"));
+                // Nothing will answer a request that never left.
+                self.answered.insert(seq);
             }
         }
         if let (Some(c), Some(last)) = (self.cfg.count, self.last_send) {
@@ -211,7 +217,8 @@ impl Ping {
                     return true;
                 };
                 let ms = now.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0;
-                let dup = !self.answered.insert(seq);
+                let dup = !self.replied.insert(seq);
+                self.answered.insert(seq);
                 if dup {
                     self.dups += 1;
                 } else {

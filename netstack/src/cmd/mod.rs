@@ -135,6 +135,14 @@ pub const COMMANDS: &[(&str, &str, Handler)] = &[
 ];
 
 fn help(_: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
+    if ctx.argv.iter().any(|a| a == "--json") {
+        let list: Vec<_> = COMMANDS
+            .iter()
+            .map(|(n, s, _)| serde_json::json!({ "name": n, "summary": s }))
+            .collect();
+        ctx.out.json(&list);
+        return Ok(Done::Exit(0));
+    }
     for (name, summary, _) in COMMANDS {
         ctx.out.out(format!("{name:<12}{summary}"));
     }

@@ -174,7 +174,7 @@ pub enum IfError {
     Exists(String),
     #[error("{0}: unsupported interface name (expected shmifN, e.g. shmif0)")]
     BadName(String),
-    #[error("{name}: linkstr {path}: {source}")]
+    #[error("{name}: linkstr: {source}")]
     Attach {
         name: String,
         path: String,
