@@ -27,7 +27,7 @@ const FRAME_SIZES: [usize; 2] = [64, 1500];
 /// (writers, readers)
 const SHAPES: [(usize, usize); 3] = [(1, 1), (1, 3), (4, 1)];
 /// Bus sizes compared for the 1 -> 1 batched case, to choose the default by measurement.
-const BUS_SIZES: [u64; 3] = [MIB, 8 * MIB, 64 * MIB];
+const BUS_SIZES: [u64; 4] = [MIB, 4 * MIB, 8 * MIB, 64 * MIB];
 /// (frame size, frames/s, bus size) for the paced rows, well below what one port reader keeps
 /// up with on average. A 1 MiB ring holds under a millisecond of 1500 B frames at 1 M/s, so a
 /// reader descheduled that long loses some; the larger bus shows how much slack fixes that.
