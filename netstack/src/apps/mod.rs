@@ -11,7 +11,7 @@ use crate::cmd::Output;
 use crate::stack::{IcmpEvent, Stack};
 
 pub enum Job {
-    Ping(ping::Ping),
+    Ping(Box<ping::Ping>),
     Traceroute(traceroute::Traceroute),
 }
 

@@ -112,9 +112,9 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         json: a.json,
     };
     let ident = stack.new_ident();
-    Ok(Done::Job(Box::new(Job::Ping(Ping::start(
+    Ok(Done::Job(Box::new(Job::Ping(Box::new(Ping::start(
         cfg, ident, ctx.now, ctx.out,
-    )))))
+    ))))))
 }
 
 #[cfg(test)]

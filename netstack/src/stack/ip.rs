@@ -148,6 +148,10 @@ impl Stack {
         if !self.sysctl.forwarding || in_if.is_none() {
             return self.stats.drop(DropReason::IpNotForUs);
         }
+        if self.is_directed_broadcast(h.dst) {
+            // RFC 2644: routers do not forward directed broadcasts.
+            return self.stats.drop(DropReason::IpBadAddress);
+        }
         if h.ttl <= 1 {
             self.stats.drop(DropReason::IpTtlExpired);
             return self.icmp_error(now, d, in_if, ErrorKind::TtlExceeded);
