@@ -260,3 +260,47 @@ fn udp_to_a_closed_port_gets_port_unreachable() {
     assert_eq!(code, Some(0));
     assert_eq!(b.stack.stats.drops_of(DropReason::UdpNoPort), 1);
 }
+
+#[test]
+fn reassembly_timeout_drops_fragments_and_sends_time_exceeded() {
+    let t0 = Instant::now();
+    let mut r = node(1, "10.0.0.1/24");
+    let peer = Mac([0xb2, 0xa0, 9, 9, 9, 9]);
+    r.stack
+        .arp
+        .set_static((1, Ipv4Addr::new(10, 0, 0, 5)), peer);
+    take(&r.sent);
+    let d = ipv4::emit(
+        &Emit {
+            tos: 0,
+            id: 77,
+            df: false,
+            mf: true,
+            frag_offset: 0,
+            ttl: 64,
+            proto: PROTO_UDP,
+            src: Ipv4Addr::new(10, 0, 0, 5),
+            dst: Ipv4Addr::new(10, 0, 0, 1),
+        },
+        &[],
+        &[0; 64],
+    );
+    let f = ether::emit(r.mac, peer, ether::ETHERTYPE_IPV4, &d);
+    r.stack.handle_frame(t0, r.link, &f);
+    r.stack.poll(t0 + reasm::TIMEOUT / 2);
+    assert!(take(&r.sent).is_empty());
+    r.stack.poll(t0 + reasm::TIMEOUT);
+    assert_eq!(r.stack.stats.drops_of(DropReason::FragTimeout), 1);
+    let sent = take(&r.sent);
+    assert_eq!(sent.len(), 1);
+    let e = ether::parse(&sent[0]).unwrap();
+    assert_eq!(e.dst, peer);
+    let ip = ipv4::parse(e.payload).unwrap();
+    match icmp::parse(ip.payload).unwrap() {
+        Icmp::TimeExceeded { code, quoted } => {
+            assert_eq!(code, icmp::EXCEEDED_REASSEMBLY);
+            assert_eq!(ipv4::parse_quoted(quoted).unwrap().id, 77);
+        }
+        other => panic!("expected time exceeded, got {other:?}"),
+    }
+}
