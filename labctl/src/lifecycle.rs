@@ -332,6 +332,9 @@ fn start(
     for b in state.buses.clone().iter() {
         if let Some(pcap) = &b.pcap {
             let exe = std::env::current_exe()?;
+            let log = dir.join(format!("{}.capture.log", b.name));
+            let capture_log = std::fs::File::create(&log)
+                .with_context(|| format!("creating {}", log.display()))?;
             use std::os::unix::process::CommandExt;
             let child = std::process::Command::new(exe)
                 .args(["capture", "--bus-file"])
@@ -340,6 +343,9 @@ fn start(
                 .arg(pcap)
                 .arg("--quiet")
                 .stdin(std::process::Stdio::null())
+                // Never the caller's pipes: `labctl up | cat` must end when up does.
+                .stdout(std::process::Stdio::null())
+                .stderr(capture_log)
                 .process_group(0)
                 .spawn()
                 .with_context(|| format!("starting the capture of bus {}", b.name))?;
