@@ -157,7 +157,7 @@ fn handle(stack: &mut Stack, ev: Event) -> bool {
             reply,
             cancelled,
         } => {
-            tracing::debug!("command {:?}", req.argv);
+            tracing::info!("command {:?}", req.argv);
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 cmd::run(stack, now, &req, Output::new(reply, cancelled))
             }));

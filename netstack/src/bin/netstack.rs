@@ -5,7 +5,7 @@
 //! own session. It stops on SIGTERM or the `halt` command, removing the socket.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
@@ -105,7 +105,10 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     let daemon = args.daemon_child;
     netstack::node::run(&opts, || {
         if daemon {
-            println!("{READY}");
+            // The parent may be gone already (killed while waiting): not our problem.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{READY}");
+            let _ = out.flush();
         }
     })
 }
@@ -122,7 +125,7 @@ fn main() -> ExitCode {
         Err(e) => {
             if args.daemon_child {
                 // The parent relays this line.
-                println!("error: {e:#}");
+                let _ = writeln!(std::io::stdout(), "error: {e:#}");
             } else {
                 eprintln!("netstack: {e:#}");
             }

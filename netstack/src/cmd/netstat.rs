@@ -20,6 +20,9 @@ struct Args {
     /// Per-protocol statistics, drop reasons included.
     #[arg(short = 's')]
     stats: bool,
+    /// Interfaces with packet counters.
+    #[arg(short = 'i')]
+    interfaces: bool,
     /// Address family (only inet).
     #[arg(short = 'f')]
     family: Option<String>,
@@ -65,6 +68,52 @@ pub(super) fn route_table(stack: &Stack, json: bool, out: &Output) {
             "-",
             "-",
             r.ifname
+        ));
+    }
+}
+
+#[derive(Serialize)]
+struct IfRow {
+    name: String,
+    mtu: usize,
+    network: String,
+    address: String,
+    counters: crate::stack::IfCounters,
+}
+
+fn interface_table(stack: &Stack, json: bool, out: &Output) {
+    let rows: Vec<IfRow> = stack
+        .ifaces
+        .iter()
+        .map(|i| IfRow {
+            name: i.name.clone(),
+            mtu: i.mtu,
+            network: i.addrs.first().map_or_else(
+                || format!("<Link#{}>", i.index),
+                |a| {
+                    let net = crate::stack::route::network(a.addr, a.prefix);
+                    format!("{net}/{}", a.prefix)
+                },
+            ),
+            address: i.addrs.first().map_or_else(
+                || i.link.as_ref().map_or("-".into(), |l| l.mac.to_string()),
+                |a| a.addr.to_string(),
+            ),
+            counters: i.counters,
+        })
+        .collect();
+    if json {
+        return out.json(&rows);
+    }
+    out.out(format!(
+        "{:<8} {:>5} {:<18} {:<17} {:>9} {:>5} {:>9} {:>5} {:>5}",
+        "Name", "Mtu", "Network", "Address", "Ipkts", "Ierrs", "Opkts", "Oerrs", "Colls"
+    ));
+    for r in &rows {
+        let c = &r.counters;
+        out.out(format!(
+            "{:<8} {:>5} {:<18} {:<17} {:>9} {:>5} {:>9} {:>5} {:>5}",
+            r.name, r.mtu, r.network, r.address, c.ipackets, c.ierrors, c.opackets, c.oerrors, 0
         ));
     }
 }
@@ -169,11 +218,14 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
             )));
         }
     }
-    match (args.routes, args.stats) {
-        (true, false) => route_table(stack, args.json, ctx.out),
-        (false, true) => protocol_stats(stack, args.json, ctx.out),
-        (true, true) => return Err(CmdError::usage("-r and -s are exclusive")),
-        (false, false) => return Err(CmdError::usage("expected -r or -s (e.g. netstat -rn)")),
+    match (args.routes, args.stats, args.interfaces) {
+        (true, false, false) => route_table(stack, args.json, ctx.out),
+        (false, true, false) => protocol_stats(stack, args.json, ctx.out),
+        (false, false, true) => interface_table(stack, args.json, ctx.out),
+        (false, false, false) => {
+            return Err(CmdError::usage("expected -r, -s or -i (e.g. netstat -rn)"))
+        }
+        _ => return Err(CmdError::usage("-r, -s and -i are exclusive")),
     }
     Ok(Done::Exit(0))
 }

@@ -304,3 +304,66 @@ fn reassembly_timeout_drops_fragments_and_sends_time_exceeded() {
         other => panic!("expected time exceeded, got {other:?}"),
     }
 }
+
+/// xorshift64*: reproducible noise.
+fn noise(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[test]
+fn random_and_mutated_frames_never_panic() {
+    let t0 = Instant::now();
+    let mut r = node(1, "10.0.0.1/24");
+    r.stack.sysctl.forwarding = true;
+    let mut s = 0x1234_5678_9abc_def0u64;
+    let echo = icmp::emit(&Icmp::EchoRequest {
+        ident: 1,
+        seq: 1,
+        data: &[7; 40],
+    });
+    let seeds = [
+        ip_frame(r.mac, [10, 0, 0, 5], [10, 0, 0, 1], PROTO_ICMP, 64, &echo),
+        ip_frame(
+            r.mac,
+            [10, 0, 0, 5],
+            [10, 0, 0, 1],
+            PROTO_UDP,
+            64,
+            &[0, 1, 0, 2, 0, 12, 0, 0, 1, 2, 3, 4],
+        ),
+        ip_frame(r.mac, [10, 0, 0, 5], [192, 0, 2, 1], PROTO_ICMP, 1, &echo),
+        ether::emit(
+            Mac::BROADCAST,
+            Mac([0xb2, 0xa0, 9, 9, 9, 9]),
+            ether::ETHERTYPE_ARP,
+            &crate::wire::arp::emit(&crate::wire::arp::Arp {
+                op: 1,
+                sha: Mac([0xb2, 0xa0, 9, 9, 9, 9]),
+                spa: Ipv4Addr::new(10, 0, 0, 5),
+                tha: Mac::ZERO,
+                tpa: Ipv4Addr::new(10, 0, 0, 1),
+            }),
+        ),
+    ];
+    for i in 0..20_000u32 {
+        let mut f = seeds[i as usize % seeds.len()].clone();
+        // Flip a few bytes past the destination MAC, sometimes truncate or extend.
+        for _ in 0..(noise(&mut s) % 4) {
+            let at = 6 + (noise(&mut s) as usize % (f.len() - 6));
+            f[at] = noise(&mut s) as u8;
+        }
+        match noise(&mut s) % 8 {
+            0 => f.truncate(14 + noise(&mut s) as usize % (f.len() - 13)),
+            1 => f.extend((0..noise(&mut s) % 64).map(|_| noise(&mut s) as u8)),
+            _ => {}
+        }
+        let now = t0 + Duration::from_millis(i as u64);
+        r.stack.handle_frame(now, r.link, &f);
+        r.stack.poll(now);
+        take(&r.sent);
+    }
+    assert_eq!(r.stack.stats.drops_of(DropReason::InternalError), 0);
+}
