@@ -62,7 +62,10 @@ fn two_nodes_resolve_arp_and_ping_both_ways() {
 
     let ni = a.ok("netstat -i");
     assert!(ni.starts_with("Name"), "{ni}");
-    assert!(ni.contains("shmif0    1500 10.0.0.0/24        10.0.0.1"), "{ni}");
+    assert!(
+        ni.contains("shmif0    1500 10.0.0.0/24        10.0.0.1"),
+        "{ni}"
+    );
 
     // Counters and the bus statistics show up in ifconfig -v.
     let v = a.ok("ifconfig -v shmif0");

@@ -367,3 +367,53 @@ fn random_and_mutated_frames_never_panic() {
     }
     assert_eq!(r.stack.stats.drops_of(DropReason::InternalError), 0);
 }
+
+#[test]
+fn echo_requests_with_ip_options_are_answered() {
+    let t0 = Instant::now();
+    let mut r = node(1, "10.0.0.1/24");
+    let peer = Mac([0xb2, 0xa0, 9, 9, 9, 9]);
+    r.stack
+        .arp
+        .set_static((1, Ipv4Addr::new(10, 0, 0, 5)), peer);
+    take(&r.sent);
+    let echo = icmp::emit(&Icmp::EchoRequest {
+        ident: 9,
+        seq: 3,
+        data: &[1, 2, 3],
+    });
+    // NOP, then record route with room for one address.
+    let options = [1, 7, 7, 4, 0, 0, 0, 0];
+    let d = ipv4::emit(
+        &Emit {
+            tos: 0,
+            id: 5,
+            df: false,
+            mf: false,
+            frag_offset: 0,
+            ttl: 64,
+            proto: PROTO_ICMP,
+            src: Ipv4Addr::new(10, 0, 0, 5),
+            dst: Ipv4Addr::new(10, 0, 0, 1),
+        },
+        &options,
+        &echo,
+    );
+    r.stack.handle_frame(
+        t0,
+        r.link,
+        &ether::emit(r.mac, peer, ether::ETHERTYPE_IPV4, &d),
+    );
+    let sent = take(&r.sent);
+    assert_eq!(sent.len(), 1);
+    let ip = ipv4::parse(ether::parse(&sent[0]).unwrap().payload).unwrap();
+    assert_eq!(ip.header.dst, Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(
+        icmp::parse(ip.payload).unwrap(),
+        Icmp::EchoReply {
+            ident: 9,
+            seq: 3,
+            data: &[1, 2, 3]
+        }
+    );
+}
