@@ -91,6 +91,12 @@ fn ping_json_streams_replies_and_a_summary() {
     assert_eq!(lines[1]["bytes"], 108);
     assert_eq!(lines.last().unwrap()["type"], "summary");
     assert_eq!(lines.last().unwrap()["received"], 1);
+
+    // -w ends an open-ended ping with its summary; -q keeps only header and summary.
+    let out = a.ok("ping -q -w 0.5 -i 0.1 10.0.0.2");
+    assert!(!out.contains("bytes from"), "{out}");
+    assert!(out.contains("packets received, "), "{out}");
+    assert!(out.contains("round-trip min/avg/max/stddev"), "{out}");
 }
 
 #[test]
