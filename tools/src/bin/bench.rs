@@ -11,12 +11,13 @@ use shmlab_tools::bench::{self, Context, RunInfo, ROLES, SUITES};
 
 /// Run shmlab benchmarks and record the results.
 #[derive(Parser, Debug)]
-#[command(name = "tools/bench", after_help = suites_help())]
+#[command(name = "tools/bench", bin_name = "tools/bench", after_help = suites_help())]
 struct Args {
     /// Suites to run (default: all).
     #[arg(value_name = "SUITE")]
     suites: Vec<String>,
-    /// Short rows: a smoke run, noisier numbers.
+    /// Short rows: a smoke run, noisier numbers. Results go to bench-results/ only, so the
+    /// committed BENCHMARKS.md always comes from a full run.
     #[arg(long)]
     quick: bool,
     /// Write BENCHMARKS.md and bench.json into DIR instead of the repository root and
@@ -85,10 +86,17 @@ fn run(args: Args, raw: &[String]) -> anyhow::Result<()> {
             // The workspace root, one level above this package.
             let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
             let root = manifest.parent().unwrap_or(manifest);
-            (
-                root.join("BENCHMARKS.md"),
-                root.join("bench-results/bench.json"),
-            )
+            if args.quick {
+                (
+                    root.join("bench-results/BENCHMARKS.quick.md"),
+                    root.join("bench-results/bench.quick.json"),
+                )
+            } else {
+                (
+                    root.join("BENCHMARKS.md"),
+                    root.join("bench-results/bench.json"),
+                )
+            }
         }
     };
     let mut reports = Vec::new();
