@@ -193,7 +193,9 @@ fn interfaces_addresses_mtu_and_routes_are_configurable() {
     let get = a.ok("route get 192.168.7.9");
     assert!(get.contains("gateway: 10.0.0.254"), "{get}");
     assert!(get.contains("interface: shmif0"), "{get}");
-    a.ok("route delete -net 192.168.7.0/24");
+    let j = a.json("route delete -net 192.168.7.0/24");
+    assert_eq!(j["action"], "delete");
+    assert_eq!(j["gateway"], "10.0.0.254");
     assert!(a.run(&["route", "delete", "-net", "192.168.7.0/24"]).code != 0);
     let r = a.json("route get 8.8.8.8");
     assert_eq!(r["gateway"], "10.0.0.254");

@@ -97,6 +97,14 @@ fn parse_spec(words: &[String], need_gateway: bool) -> Result<Spec, CmdError> {
 }
 
 #[derive(Serialize)]
+struct Change {
+    action: &'static str,
+    destination: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+}
+
+#[derive(Serialize)]
 struct Got {
     route_to: Ipv4Addr,
     destination: Ipv4Addr,
@@ -137,7 +145,16 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
                     &stack.ifaces,
                 )
                 .map_err(|e| CmdError::fail(format!("add {}: gateway {gw}: {e}", s.label)))?;
-            say(format!("add {}: gateway {gw}", s.label));
+            if args.json {
+                ctx.out.json(&Change {
+                    action: "add",
+                    destination: network(s.dest, s.prefix),
+                    prefix: s.prefix,
+                    gateway: gw,
+                });
+            } else {
+                say(format!("add {}: gateway {gw}", s.label));
+            }
         }
         "delete" | "del" => {
             let s = parse_spec(rest, false)?;
@@ -145,7 +162,16 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
                 .routes
                 .delete(s.dest, s.prefix, s.gateway)
                 .map_err(|e| CmdError::fail(format!("delete {}: {e}", s.label)))?;
-            say(format!("delete {}: gateway {}", s.label, r.gateway));
+            if args.json {
+                ctx.out.json(&Change {
+                    action: "delete",
+                    destination: r.dest,
+                    prefix: r.prefix,
+                    gateway: r.gateway,
+                });
+            } else {
+                say(format!("delete {}: gateway {}", s.label, r.gateway));
+            }
         }
         "get" => {
             let [d] = rest else {
