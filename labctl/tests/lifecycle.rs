@@ -15,7 +15,8 @@ fn up_exec_down_leaves_nothing_behind() {
     assert_eq!(pids.len(), 2);
     assert!(pids.iter().all(|&p| alive(p)));
     let dir = env.lab_dir("basic");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o700);
     assert!(dir.join("lan.bus").is_file());
 
@@ -35,7 +36,10 @@ fn up_exec_down_leaves_nothing_behind() {
     assert!(env.ok(&["ls"]).contains("basic"));
 
     let out = env.ok(&["down", &topo]);
-    assert!(out.contains("lab basic is down: 2 processes stopped"), "{out}");
+    assert!(
+        out.contains("lab basic is down: 2 processes stopped"),
+        "{out}"
+    );
     assert!(all_gone(&pids));
     assert!(!dir.exists());
     assert!(env.ok(&["ls"]).contains("no lab is up"));
@@ -67,7 +71,9 @@ fn up_refuses_a_lab_that_is_already_up() {
 
 #[test]
 fn up_without_a_node_binary_fails_cleanly() {
-    let Some(mut env) = Env::with_fake() else { return };
+    let Some(mut env) = Env::with_fake() else {
+        return;
+    };
     env.node_bin = env.scratch.path().join("no-such-netstack");
     let topo = env.topo("t.toml", &two_hosts("nobin"));
     let err = env.fails(&["up", &topo]);
@@ -85,7 +91,10 @@ fn up_in_an_unusable_lab_dir_fails_cleanly() {
     std::fs::write(&blocker, "").unwrap();
     let dir = blocker.join("lab");
     let err = env.fails(&["up", &topo, "--dir", dir.to_str().unwrap()]);
-    assert!(err.contains("creating lab dir") && err.contains("blocker"), "{err}");
+    assert!(
+        err.contains("creating lab dir") && err.contains("blocker"),
+        "{err}"
+    );
     assert!(!env.lab_dir("nodir").exists());
 
     // A read-only directory (root ignores modes, so only as another user).
@@ -128,7 +137,10 @@ fn node_dying_at_start_is_reported_with_its_log() {
     let env = env.env("FAKE_DIE_AT_START", "1");
     let topo = env.topo("t.toml", &two_hosts("dies"));
     let err = env.fails(&["up", &topo]);
-    assert!(err.contains("exited before opening its control socket"), "{err}");
+    assert!(
+        err.contains("exited before opening its control socket"),
+        "{err}"
+    );
     assert!(err.contains("told to die at start"), "{err}");
     assert!(!env.lab_dir("dies").exists());
 }
@@ -146,7 +158,10 @@ fn down_after_kill_9_of_half_the_nodes() {
             .unwrap();
     }
     let out = env.ok(&["down", "crashy"]);
-    assert!(out.contains("3 processes stopped") && out.contains("3 were already dead"), "{out}");
+    assert!(
+        out.contains("3 processes stopped") && out.contains("3 were already dead"),
+        "{out}"
+    );
     assert!(all_gone(&pids));
     assert!(!env.lab_dir("crashy").exists());
 }
@@ -164,13 +179,19 @@ fn exec_to_a_dead_node_is_a_clear_error() {
     assert!(all_gone(&pids[..1]));
     let err = env.fails(&["exec", "deadnode", "h1", "--", "ifconfig", "-a"]);
     assert!(
-        err.contains(&format!("lab deadnode: node h1 is not running (pid {} is gone)", pids[0])),
+        err.contains(&format!(
+            "lab deadnode: node h1 is not running (pid {} is gone)",
+            pids[0]
+        )),
         "{err}"
     );
     let err = env.fails(&["exec", "deadnode", "h7", "--", "ifconfig"]);
     assert!(err.contains("no node \"h7\" (nodes: h1, h2)"), "{err}");
     let status = env.ok(&["status", "deadnode"]);
-    assert!(status.contains("dead") && status.contains("running"), "{status}");
+    assert!(
+        status.contains("dead") && status.contains("running"),
+        "{status}"
+    );
     env.ok(&["down", "deadnode"]);
 }
 
@@ -183,7 +204,10 @@ fn two_labs_run_at_once_without_interference() {
     env.ok(&["up", &b]);
     let (pa, pb) = (env.pids("lab-a"), env.pids("lab-b"));
     let err = env.fails(&["exec", "h1", "--", "ifconfig"]);
-    assert!(err.contains("several labs are up (lab-a, lab-b): name one"), "{err}");
+    assert!(
+        err.contains("several labs are up (lab-a, lab-b): name one"),
+        "{err}"
+    );
     env.ok(&["exec", "lab-a", "h1", "--", "ifconfig"]);
     env.ok(&["down", "lab-a"]);
     assert!(all_gone(&pa));
@@ -220,15 +244,27 @@ exec = {{ node = "h2", cmd = "ifconfig -a", output = "nomatch" }}
     let out = env.run(&["test", &topo, "--junit", junit.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("PASS [1/5] ping h1 -> 10.0.0.2"), "{stdout}");
+    assert!(
+        stdout.contains("PASS [1/5] ping h1 -> 10.0.0.2"),
+        "{stdout}"
+    );
     assert!(stdout.contains("FAIL [2/5] unreachable host"), "{stdout}");
-    assert!(stdout.contains("PASS [3/5] ping h1 -> 10.0.0.77 fails"), "{stdout}");
+    assert!(
+        stdout.contains("PASS [3/5] ping h1 -> 10.0.0.77 fails"),
+        "{stdout}"
+    );
     assert!(stdout.contains("PASS [4/5]"), "{stdout}");
-    assert!(stdout.contains("FAIL [5/5]") && stdout.contains("does not match /nomatch/"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL [5/5]") && stdout.contains("does not match /nomatch/"),
+        "{stdout}"
+    );
     assert!(stdout.contains("3 passed, 2 failed"), "{stdout}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("tests=\"5\" failures=\"2\""), "{xml}");
-    assert!(!env.lab_dir("checked").exists(), "test must bring the lab down");
+    assert!(
+        !env.lab_dir("checked").exists(),
+        "test must bring the lab down"
+    );
 }
 
 #[test]
@@ -279,7 +315,10 @@ expect_on_bus = { bus = "lan", proto = "esp", present = false }
     );
     let out = env.run(&["test", &topo]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("FAIL [1/2]") && stdout.contains("expected icmp on bus lan, saw none"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL [1/2]") && stdout.contains("expected icmp on bus lan, saw none"),
+        "{stdout}"
+    );
     assert!(stdout.contains("PASS [2/2]"), "{stdout}");
 }
 
@@ -295,7 +334,16 @@ fn lifetime_capture_and_capture_and_dump_write_pcap_of_bus_frames() {
     let pcap = env.scratch.path().join("live.pcap");
     let mut live = env
         .labctl()
-        .args(["capture", "pcaps", "lan", "-c", "3", "--duration", "10", "-w"])
+        .args([
+            "capture",
+            "pcaps",
+            "lan",
+            "-c",
+            "3",
+            "--duration",
+            "10",
+            "-w",
+        ])
         .arg(&pcap)
         .spawn()
         .unwrap();
@@ -312,9 +360,16 @@ fn lifetime_capture_and_capture_and_dump_write_pcap_of_bus_frames() {
     }
     assert!(live.wait().unwrap().success());
     let bytes = std::fs::read(&pcap).unwrap();
-    assert_eq!(bytes.len(), 24 + 3 * (16 + 60), "pcap header and three records");
+    assert_eq!(
+        bytes.len(),
+        24 + 3 * (16 + 60),
+        "pcap header and three records"
+    );
     let magic = u32::from_be_bytes(bytes[..4].try_into().unwrap());
-    assert!(magic == 0xa1b2c3d4 || magic == 0xd4c3b2a1, "pcap magic {magic:#x}");
+    assert!(
+        magic == 0xa1b2c3d4 || magic == 0xd4c3b2a1,
+        "pcap magic {magic:#x}"
+    );
 
     let dump = env.scratch.path().join("dump.pcap");
     env.ok(&["dump", "pcaps", "lan", "-w", dump.to_str().unwrap()]);
@@ -322,5 +377,9 @@ fn lifetime_capture_and_capture_and_dump_write_pcap_of_bus_frames() {
 
     env.ok(&["down", "pcaps", "--keep"]);
     let lifetime = std::fs::read(env.lab_dir("pcaps").join("lan.pcap")).unwrap();
-    assert_eq!(lifetime.len(), 24 + 3 * (16 + 60), "lifetime capture saw all frames");
+    assert_eq!(
+        lifetime.len(),
+        24 + 3 * (16 + 60),
+        "lifetime capture saw all frames"
+    );
 }

@@ -57,7 +57,14 @@ pub fn real_netstack() -> Option<PathBuf> {
         let target_dir = profile_dir.parent()?.to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", "netstack", "--bin", "netstack", "--target-dir"])
+            .args([
+                "build",
+                "-p",
+                "netstack",
+                "--bin",
+                "netstack",
+                "--target-dir",
+            ])
             .arg(&target_dir)
             .current_dir(repo_root())
             .status()
@@ -78,7 +85,10 @@ pub struct Env {
 impl Env {
     pub fn new(node_bin: PathBuf) -> Env {
         Env {
-            base: tempfile::Builder::new().prefix("lab").tempdir().expect("tempdir"),
+            base: tempfile::Builder::new()
+                .prefix("lab")
+                .tempdir()
+                .expect("tempdir"),
             scratch: tempfile::tempdir().expect("tempdir"),
             node_bin,
             extra_env: Vec::new(),
