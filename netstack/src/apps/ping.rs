@@ -169,6 +169,9 @@ impl Ping {
             self.last_send = Some(now);
             self.next_send = now + self.cfg.interval;
             self.pending.insert(seq, now);
+            // Sequence numbers wrap after 65536 requests: forget the previous round's answers.
+            self.replied.remove(&seq);
+            self.answered.remove(&seq);
             let sent = stack.ip_output(
                 now,
                 OutIp {
@@ -187,7 +190,7 @@ impl Ping {
             }
         }
         if let (Some(c), Some(last)) = (self.cfg.count, self.last_send) {
-            let all_answered = self.answered.len() as u64 >= c;
+            let all_answered = self.answered.len() as u64 >= c.min(1 << 16);
             if self.sent >= c && (all_answered || now >= last + self.cfg.wait) {
                 return Some(self.finish(out));
             }

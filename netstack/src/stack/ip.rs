@@ -218,6 +218,9 @@ impl Stack {
                 .and_then(|i| i.source_for(hop.addr))
                 .ok_or(SendError::NoSource)?,
         };
+        if p.payload.len() + ipv4::MIN_HEADER > ipv4::MAX_DATAGRAM {
+            return Err(SendError::TooBig);
+        }
         self.next_ip_id = self.next_ip_id.wrapping_add(1);
         let e = Emit {
             tos: 0,
@@ -231,9 +234,6 @@ impl Stack {
             dst: p.dst,
         };
         let bytes = ipv4::emit(&e, &[], &p.payload);
-        if bytes.len() > ipv4::MAX_DATAGRAM {
-            return Err(SendError::TooBig);
-        }
         self.stats.counters.ip_out += 1;
         let Some(hop) = hop else {
             self.loopback.push_back(bytes);
