@@ -46,11 +46,93 @@ fn attach_existing(bus: &Path) -> Result<std::sync::Arc<shmif::Bus>> {
         .with_context(|| format!("attaching {}", bus.display()))
 }
 
-/// Follows `bus` from now on, writing each frame to `out` as pcap.
-pub fn capture(bus: &Path, out: impl Write, limits: Limits) -> Result<CaptureReport> {
+/// The two capture file formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Classic pcap, microsecond timestamps (what `shmif_dumpbus -p` writes).
+    #[default]
+    Pcap,
+    /// pcapng with one interface named after the bus, nanosecond timestamps.
+    PcapNg,
+}
+
+enum Sink<W: Write> {
+    Pcap(shmif::pcap::PcapSink<W>),
+    PcapNg(pcap_file::pcapng::PcapNgWriter<W>),
+}
+
+fn pcap_io(e: pcap_file::PcapError) -> std::io::Error {
+    match e {
+        pcap_file::PcapError::IoError(io) => io,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+impl<W: Write> Sink<W> {
+    fn new(out: W, format: Format, name: &str) -> std::io::Result<Self> {
+        use pcap_file::pcapng::blocks::interface_description::{
+            InterfaceDescriptionBlock, InterfaceDescriptionOption,
+        };
+        match format {
+            Format::Pcap => Ok(Sink::Pcap(shmif::pcap::PcapSink::new(out)?)),
+            Format::PcapNg => {
+                let mut w = pcap_file::pcapng::PcapNgWriter::new(out).map_err(pcap_io)?;
+                // pcap-file writes nanosecond timestamps: the block must say so (IfTsResol 9).
+                let idb = InterfaceDescriptionBlock {
+                    linktype: pcap_file::DataLink::ETHERNET,
+                    snaplen: shmif::pcap::SNAPLEN,
+                    options: vec![
+                        InterfaceDescriptionOption::IfName(name.to_string().into()),
+                        InterfaceDescriptionOption::IfTsResol(9),
+                    ],
+                };
+                w.write_pcapng_block(idb).map_err(pcap_io)?;
+                w.get_mut().flush()?;
+                Ok(Sink::PcapNg(w))
+            }
+        }
+    }
+
+    fn write(&mut self, sec: u32, usec: u32, frame: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Pcap(s) => s.write(sec, usec, frame),
+            Sink::PcapNg(w) => {
+                use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+                let epb = EnhancedPacketBlock {
+                    interface_id: 0,
+                    timestamp: Duration::new(u64::from(sec), usec.min(999_999) * 1000),
+                    original_len: frame.len() as u32,
+                    data: frame.into(),
+                    options: vec![],
+                };
+                w.write_pcapng_block(epb).map_err(pcap_io)?;
+                w.get_mut().flush()
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Pcap(s) => s.finish().map(|_| ()),
+            Sink::PcapNg(w) => w.into_inner().flush(),
+        }
+    }
+}
+
+/// Follows `bus` from now on, writing each frame to `out` as pcap or pcapng.
+pub fn capture(
+    bus: &Path,
+    out: impl Write,
+    limits: Limits,
+    format: Format,
+) -> Result<CaptureReport> {
+    let name = bus
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let bus = attach_existing(bus)?;
     let mut reader = bus.reader();
-    let mut sink = match shmif::pcap::PcapSink::new(out) {
+    let mut sink = match Sink::new(out, format, &name) {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(CaptureReport::default()),
         Err(e) => return Err(e).context("writing the pcap header"),
@@ -83,7 +165,7 @@ pub fn capture(bus: &Path, out: impl Write, limits: Limits) -> Result<CaptureRep
     }
     report.lost = reader.stats().lost;
     match sink.finish() {
-        Ok(_) => {}
+        Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::BrokenPipe => {}
         Err(e) => return Err(e).context("writing pcap"),
     }

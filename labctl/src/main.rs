@@ -87,7 +87,9 @@ enum Cmd {
         timeout: f64,
     },
     /// Capture a live bus to pcap (passive reader: needs no lock, cannot slow the bus)
-    #[command(after_help = "Example:\n  labctl capture mylab lan1 -w - | tcpdump -n -r -")]
+    #[command(
+        after_help = "Examples:\n  labctl capture mylab lan1 -w - | tcpdump -n -r -\n  labctl capture mylab lan1 --pcapng | wireshark -k -i -\n  labctl capture mylab lan1 -c 100 -w lan1.pcap"
+    )]
     Capture {
         /// Lab name
         #[arg(required_unless_present = "bus_file")]
@@ -107,6 +109,9 @@ enum Cmd {
         /// Capture this bus file directly (used for lifetime captures)
         #[arg(long, value_name = "PATH", conflicts_with_all = ["lab", "bus"])]
         bus_file: Option<PathBuf>,
+        /// Write pcapng (for `wireshark -k -i -`) instead of classic pcap
+        #[arg(long)]
+        pcapng: bool,
         /// No summary on stderr
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -257,6 +262,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             count,
             duration,
             bus_file,
+            pcapng,
             quiet,
         } => {
             let path = match bus_file {
@@ -274,7 +280,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 count,
                 duration: duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
             };
-            let r = capture::capture(&path, out, limits)?;
+            let format = if pcapng {
+                capture::Format::PcapNg
+            } else {
+                capture::Format::Pcap
+            };
+            let r = capture::capture(&path, out, limits, format)?;
             if !quiet {
                 eprintln!(
                     "labctl: {} frames captured from {}, {} lost (bus overwrote them first)",
@@ -447,8 +458,9 @@ struct IfStatus {
     name: String,
     bus: String,
     addrs: Vec<String>,
-    /// `ifconfig -v NAME` as the node prints it (packet, byte and error counters).
-    counters: Vec<String>,
+    /// The node's `ifconfig -v NAME` (packet, byte, error and bus counters): its `--json`
+    /// object with `status --json`, else its text lines.
+    counters: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -469,7 +481,7 @@ struct LabStatus {
     buses: Vec<BusStatus>,
 }
 
-fn lab_status(state: &LabState) -> LabStatus {
+fn lab_status(state: &LabState, json: bool) -> LabStatus {
     let nodes = lifecycle::parallel(&state.nodes, 8, |_, n| {
         let alive = n.proc.alive();
         let mut conn = if alive {
@@ -482,12 +494,21 @@ fn lab_status(state: &LabState) -> LabStatus {
             .interfaces
             .iter()
             .map(|i| {
-                let argv = vec!["ifconfig".to_string(), "-v".to_string(), i.name.clone()];
-                let counters = conn
+                let mut argv = vec!["ifconfig".to_string(), "-v".to_string()];
+                if json {
+                    argv.push("--json".to_string());
+                }
+                argv.push(i.name.clone());
+                let out = conn
                     .as_mut()
                     .and_then(|c| node::run_collect(c, &argv).ok())
-                    .map(|o| o.lines.into_iter().map(|(_, l)| l).collect())
-                    .unwrap_or_default();
+                    .filter(|o| o.status == 0);
+                let counters = match out {
+                    None => serde_json::Value::Null,
+                    Some(o) if json => serde_json::from_str(&o.text())
+                        .unwrap_or_else(|_| serde_json::Value::String(o.text())),
+                    Some(o) => o.lines.into_iter().map(|(_, l)| l).collect(),
+                };
                 IfStatus {
                     name: i.name.clone(),
                     bus: i.bus.clone(),
@@ -543,7 +564,7 @@ fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
             .filter_map(|n| lab::find_lab(n).ok())
             .collect(),
     };
-    let all: Vec<LabStatus> = states.iter().map(lab_status).collect();
+    let all: Vec<LabStatus> = states.iter().map(|s| lab_status(s, json)).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
@@ -584,9 +605,12 @@ fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
         }
         print!("{}", lifecycle::table(&rows));
         for n in &s.nodes {
-            for i in n.interfaces.iter().filter(|i| !i.counters.is_empty()) {
+            for i in &n.interfaces {
+                let Some(lines) = i.counters.as_array() else {
+                    continue;
+                };
                 println!("  {} {}:", n.name, i.name);
-                for l in &i.counters {
+                for l in lines.iter().filter_map(|l| l.as_str()) {
                     println!("    {l}");
                 }
             }

@@ -77,6 +77,9 @@ fn exec_streams_real_node_output_and_status() {
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v[0]["nodes"][0]["alive"], true);
     assert_eq!(v[0]["nodes"][0]["answers"], true);
+    // Counters come straight from the node's `ifconfig -v --json`.
+    let counters = &v[0]["nodes"][0]["interfaces"][0]["counters"];
+    assert!(counters.is_object(), "{status}");
     env.ok(&["down", "realexec"]);
 }
 
@@ -129,4 +132,55 @@ fn capture_to_stdout_streams_into_tcpdump() {
     assert!(text.contains("ICMP echo request"), "{text}");
     assert_eq!(text.lines().count(), 4, "{text}");
     env.ok(&["down", "tcpd"]);
+}
+
+#[test]
+fn pcapng_capture_reads_back_in_tcpdump() {
+    let Some(env) = real_env() else { return };
+    if std::process::Command::new("tcpdump")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("tcpdump is not installed");
+        return;
+    }
+    let topo = env.topo("t.toml", &two_hosts("ng"));
+    env.ok(&["up", &topo]);
+    let file = env.scratch.path().join("lan.pcapng");
+    let mut cap = env
+        .labctl()
+        .args(["capture", "ng", "lan", "--pcapng", "--duration", "3", "-w"])
+        .arg(&file)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.ok(&["exec", "ng", "h2", "--", "ping", "-c", "1", "10.0.0.1"]);
+    assert!(cap.wait().unwrap().success());
+    let out = std::process::Command::new("tcpdump")
+        .args(["-n", "-tttt", "-r"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("10.0.0.2 > 10.0.0.1: ICMP echo request"),
+        "{text}"
+    );
+    // Nanosecond timestamps declared right: the capture is dated today, not in 1970 or 50000 AD.
+    let year = {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        1970 + secs / 31_556_952
+    };
+    let year_ok = text.lines().all(|l| l.starts_with(&year.to_string()));
+    assert!(year_ok, "{text}");
+    env.ok(&["down", "ng"]);
 }
