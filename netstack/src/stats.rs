@@ -48,6 +48,7 @@ drop_reasons! {
     IpBadTotalLen => ("ip", "ip_bad_total_len", "packets with a total length below the header length"),
     IpBadChecksum => ("ip", "ip_bad_checksum", "bad header checksums"),
     IpBadAddress => ("ip", "ip_bad_address", "packets with a martian source or destination"),
+    IpLinkBroadcast => ("ip", "ip_link_broadcast", "unicast packets received as link-layer broadcast"),
     IpNotForUs => ("ip", "ip_not_for_us", "packets not for us (forwarding off)"),
     IpTtlExpired => ("ip", "ip_ttl_expired", "packets with TTL expired in transit"),
     IpNoRoute => ("ip", "ip_no_route", "packets without a route"),

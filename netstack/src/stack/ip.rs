@@ -93,7 +93,14 @@ impl Stack {
         })
     }
 
-    pub(super) fn ip_input(&mut self, now: Instant, in_if: Option<u32>, buf: &[u8]) {
+    /// `l2_group`: the frame was sent to an Ethernet broadcast or multicast address.
+    pub(super) fn ip_input(
+        &mut self,
+        now: Instant,
+        in_if: Option<u32>,
+        l2_group: bool,
+        buf: &[u8],
+    ) {
         self.stats.counters.ip_in += 1;
         let d = match ipv4::parse(buf) {
             Ok(d) => d,
@@ -102,6 +109,15 @@ impl Stack {
         let h = d.header;
         if in_if.is_some() && (ipv4::is_martian_source(h.src) || h.dst.is_unspecified()) {
             return self.stats.drop(DropReason::IpBadAddress);
+        }
+        if l2_group
+            && !h.dst.is_broadcast()
+            && !h.dst.is_multicast()
+            && !self.is_directed_broadcast(h.dst)
+        {
+            // RFC 1122 3.3.6: unicast datagrams in link-layer broadcasts are discarded (and
+            // never forwarded or answered with ICMP errors).
+            return self.stats.drop(DropReason::IpLinkBroadcast);
         }
         if self.is_for_us(h.dst, in_if) {
             return self.local_input(now, in_if, &d);

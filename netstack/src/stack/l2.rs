@@ -36,7 +36,7 @@ impl Stack {
             return self.stats.drop(DropReason::EtherNotForUs);
         }
         match f.ethertype {
-            ETHERTYPE_IPV4 => self.ip_input(now, Some(index), f.payload),
+            ETHERTYPE_IPV4 => self.ip_input(now, Some(index), f.dst.is_multicast(), f.payload),
             ETHERTYPE_ARP => self.arp_input(now, index, f.payload),
             // The IPv6/NDP issue plugs in here.
             ETHERTYPE_IPV6 => self.stats.drop(DropReason::Ip6Unsupported),

@@ -406,7 +406,7 @@ impl Stack {
             let Some(d) = self.loopback.pop_front() else {
                 return;
             };
-            self.ip_input(now, None, &d);
+            self.ip_input(now, None, false, &d);
         }
     }
 

@@ -417,3 +417,23 @@ fn echo_requests_with_ip_options_are_answered() {
         }
     );
 }
+
+#[test]
+fn unicast_datagrams_in_link_broadcasts_are_neither_forwarded_nor_answered() {
+    let t0 = Instant::now();
+    let mut r = node(1, "10.0.0.1/24");
+    r.stack.sysctl.forwarding = true;
+    take(&r.sent);
+    let f = ip_frame(
+        Mac::BROADCAST,
+        [10, 0, 0, 5],
+        [192, 0, 2, 1],
+        PROTO_UDP,
+        64,
+        &[0; 8],
+    );
+    r.stack.handle_frame(t0, r.link, &f);
+    assert_eq!(r.stack.stats.drops_of(DropReason::IpLinkBroadcast), 1);
+    assert_eq!(r.stack.stats.counters.ip_forwarded, 0);
+    assert!(take(&r.sent).is_empty());
+}
