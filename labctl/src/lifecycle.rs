@@ -8,8 +8,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -29,6 +29,8 @@ pub struct UpOptions {
     pub ready_timeout: Duration,
     /// Show a progress bar (only sensible when stderr is a terminal).
     pub progress: bool,
+    /// Set (by a SIGINT/SIGTERM handler) to abandon the start-up and clean up.
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl Default for UpOptions {
@@ -38,6 +40,7 @@ impl Default for UpOptions {
             netstack_bin: None,
             ready_timeout: Duration::from_secs(30),
             progress: false,
+            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -295,7 +298,14 @@ fn start(
         captures: Vec::new(),
     };
 
+    let cancelled = || -> Result<()> {
+        if opts.cancel.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        Ok(())
+    };
     for n in &topo.nodes {
+        cancelled()?;
         let nname = &n.name.value;
         let socket = dir.join(format!("{nname}.sock"));
         if socket.as_os_str().len() > 107 {
@@ -376,7 +386,7 @@ fn start(
 
     let jobs: Vec<(&Node, &NodeState)> = topo.nodes.iter().zip(state.nodes.iter()).collect();
     let results = parallel(&jobs, 8, |_, (node, ns)| {
-        let r = configure(node, ns, opts.ready_timeout, &bus_path);
+        let r = configure(node, ns, opts, &bus_path);
         bar.inc(1);
         r
     });
@@ -386,6 +396,7 @@ fn start(
         .filter_map(|r| r.err())
         .map(|e| format!("{e:#}"))
         .collect();
+    cancelled()?;
     if !errors.is_empty() {
         let shown = errors.len().min(10);
         let mut msg = errors[..shown].join("\n");
@@ -403,9 +414,11 @@ fn start(
 fn configure(
     node: &Node,
     ns: &NodeState,
-    timeout: Duration,
+    opts: &UpOptions,
     bus_path: &impl Fn(&str) -> PathBuf,
 ) -> Result<()> {
+    let timeout = opts.ready_timeout;
+    let cancelled = || opts.cancel.load(Ordering::Relaxed);
     let died = |what: &str| {
         let mut msg = format!("node {}: {what} (pid {})", ns.name, ns.proc.pid);
         let mut lines = lab::tail(&ns.log, 5);
@@ -416,18 +429,23 @@ fn configure(
         anyhow!(msg)
     };
     let mut conn =
-        node::connect_when_ready(&ns.socket, timeout, || ns.proc.alive()).map_err(|e| {
-            if ns.proc.alive() {
-                died(&format!(
-                    "no answer on {} within {:?}: {e}",
-                    ns.socket.display(),
-                    timeout
-                ))
-            } else {
-                died("exited before opening its control socket")
-            }
-        })?;
+        node::connect_when_ready(&ns.socket, timeout, || ns.proc.alive() && !cancelled()).map_err(
+            |e| {
+                if ns.proc.alive() {
+                    died(&format!(
+                        "no answer on {} within {:?}: {e}",
+                        ns.socket.display(),
+                        timeout
+                    ))
+                } else {
+                    died("exited before opening its control socket")
+                }
+            },
+        )?;
     for argv in config_commands(node, bus_path) {
+        if cancelled() {
+            bail!("node {}: interrupted", ns.name);
+        }
         let out = node::run_collect(&mut conn, &argv).map_err(|e| {
             if ns.proc.alive() {
                 died(&format!("`{}`: {e}", node::show(&argv)))

@@ -4,6 +4,8 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -160,12 +162,19 @@ fn load(file: &Path) -> Result<(topology::Topology, topology::Source)> {
     Ok(topology::load(file)?)
 }
 
+/// Options for `up` and `test`. Ctrl-C and SIGTERM no longer kill labctl outright: they set
+/// `cancel`, and labctl stops what it started before it exits.
 fn up_options(cli_bin: &Option<PathBuf>, dir: Option<PathBuf>, timeout: f64) -> UpOptions {
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, cancel.clone());
+    }
     UpOptions {
         dir,
         netstack_bin: cli_bin.clone(),
         ready_timeout: Duration::from_secs_f64(timeout.max(0.1)),
         progress: std::io::stderr().is_terminal(),
+        cancel,
     }
 }
 
@@ -182,8 +191,17 @@ fn bring_up(file: &Path, opts: &UpOptions) -> Result<(topology::Topology, LabSta
 fn lab_name(arg: &str) -> Result<String> {
     let p = Path::new(arg);
     if p.is_file() {
-        let (topo, _) = load(p)?;
-        return Ok(topo.name.value);
+        if let Ok((topo, _)) = load(p) {
+            return Ok(topo.name.value);
+        }
+        // A file edited since `up` may no longer validate; its name is all `down` needs.
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {arg}"))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{arg}: cannot read the lab name"))?;
+        return match table.get("name").and_then(|n| n.as_str()) {
+            Some(name) if topology::safe_name(name).is_ok() => Ok(name.to_string()),
+            _ => bail!("{arg}: no valid lab `name` in this file"),
+        };
     }
     Ok(arg.to_string())
 }
@@ -404,6 +422,10 @@ fn test(
     );
     let mut results = Vec::new();
     for (i, c) in topo.checks.iter().enumerate() {
+        if opts.cancel.load(Ordering::Relaxed) {
+            println!("interrupted: skipping the remaining checks");
+            break;
+        }
         let r = checks::run_one(c, &state);
         println!(
             "{} [{}/{}] {} ({:.2}s): {}",

@@ -383,3 +383,49 @@ fn lifetime_capture_and_capture_and_dump_write_pcap_of_bus_frames() {
         "lifetime capture saw all frames"
     );
 }
+
+#[test]
+fn ctrl_c_during_up_stops_everything_it_started() {
+    let Some(env) = Env::with_fake() else { return };
+    let env = env.env("FAKE_START_DELAY", "30");
+    let topo = env.topo("t.toml", &hosts_on_a_bus("interrupted", 4));
+    let child = env
+        .labctl()
+        .args(["up", &topo])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the nodes are started (state.json written), then interrupt.
+    let state = env.lab_dir("interrupted").join("state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !state.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pids = env.pids("interrupted");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("interrupted") && err.contains("nothing was left running"),
+        "{err}"
+    );
+    assert!(all_gone(&pids));
+    assert!(!env.lab_dir("interrupted").exists());
+}
+
+#[test]
+fn down_by_file_works_even_after_the_file_stopped_validating() {
+    let Some(env) = Env::with_fake() else { return };
+    let topo = env.topo("t.toml", &two_hosts("edited"));
+    env.ok(&["up", &topo]);
+    let pids = env.pids("edited");
+    let text = std::fs::read_to_string(&topo).unwrap();
+    std::fs::write(&topo, format!("{text}\n[nodes.h3]\nbogus = 1\n")).unwrap();
+    env.fails(&["validate", &topo]);
+    env.ok(&["down", &topo]);
+    assert!(all_gone(&pids));
+}
