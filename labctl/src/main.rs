@@ -67,6 +67,9 @@ enum Cmd {
         /// [LAB] NODE (LAB may be left out when one lab is up)
         #[arg(required = true, num_args = 1..=2, value_name = "LAB/NODE")]
         target: Vec<String>,
+        /// Send labctl's standard input to the command (e.g. `setkey -c < file`)
+        #[arg(short = 'i', long)]
+        stdin: bool,
         /// The node command and its arguments
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -265,7 +268,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Exec { target, cmd } => exec(&target, &cmd),
+        Cmd::Exec { target, stdin, cmd } => exec(&target, stdin, &cmd),
         Cmd::Test {
             file,
             junit,
@@ -355,7 +358,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn exec(target: &[String], cmd: &[String]) -> Result<ExitCode> {
+fn exec(target: &[String], with_stdin: bool, cmd: &[String]) -> Result<ExitCode> {
     let (state, node_name) = match target {
         [node] => (lab::only_lab()?, node.as_str()),
         [lab, node] => (lab::find_lab(lab)?, node.as_str()),
@@ -370,16 +373,31 @@ fn exec(target: &[String], cmd: &[String]) -> Result<ExitCode> {
             ns.log.display()
         );
     }
-    use std::io::Write;
-    let status = netstack::client::run(&ns.socket, cmd, None, |stream, line| match stream {
-        node::Stream::Out => {
-            let mut o = std::io::stdout().lock();
-            let _ = writeln!(o, "{line}");
-            let _ = o.flush();
-        }
-        node::Stream::Err => eprintln!("{line}"),
-    })
-    .with_context(|| format!("lab {}: node {node_name}", state.name))?;
+    use std::io::{Read, Write};
+    let input = if with_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input for --stdin")?;
+        Some(s)
+    } else {
+        None
+    };
+    let status =
+        netstack::client::run(
+            &ns.socket,
+            cmd,
+            input.as_deref(),
+            |stream, line| match stream {
+                node::Stream::Out => {
+                    let mut o = std::io::stdout().lock();
+                    let _ = writeln!(o, "{line}");
+                    let _ = o.flush();
+                }
+                node::Stream::Err => eprintln!("{line}"),
+            },
+        )
+        .with_context(|| format!("lab {}: node {node_name}", state.name))?;
     Ok(ExitCode::from(status.clamp(0, 255) as u8))
 }
 

@@ -429,3 +429,59 @@ fn down_by_file_works_even_after_the_file_stopped_validating() {
     env.ok(&["down", &topo]);
     assert!(all_gone(&pids));
 }
+
+#[test]
+fn exec_stdin_flag_sends_standard_input_to_the_command() {
+    let Some(env) = Env::with_fake() else { return };
+    let topo = env.topo("t.toml", &two_hosts("stdin"));
+    env.ok(&["up", &topo]);
+    let mut child = env
+        .labctl()
+        .args(["exec", "-i", "stdin", "h1", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"flush;\nspdflush;\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "flush;\nspdflush;\n");
+    env.ok(&["down", "stdin"]);
+}
+
+#[test]
+fn up_with_dir_links_the_lab_and_down_removes_both() {
+    let Some(env) = Env::with_fake() else { return };
+    let topo = env.topo("t.toml", &two_hosts("elsewhere"));
+    let dir = env.scratch.path().join("my-lab-dir");
+    let out = env.ok(&["up", &topo, "--dir", dir.to_str().unwrap()]);
+    assert!(out.contains(dir.to_str().unwrap()), "{out}");
+    assert!(dir.join("lan.bus").is_file());
+    assert!(env.lab_dir("elsewhere").is_symlink());
+    assert!(env.ok(&["ls"]).contains("elsewhere"));
+    env.ok(&["exec", "elsewhere", "h1", "--", "ifconfig"]);
+    env.ok(&["down", "elsewhere"]);
+    assert!(!dir.exists());
+    assert!(env.lab_dir("elsewhere").symlink_metadata().is_err());
+}
+
+#[test]
+fn test_writes_junit_even_when_up_fails() {
+    let Some(env) = Env::with_fake() else { return };
+    let env = env.env("FAKE_DIE_AT_START", "1");
+    let topo = env.topo("t.toml", &two_hosts("upfail"));
+    let junit = env.scratch.path().join("junit.xml");
+    env.fails(&["test", &topo, "--junit", junit.to_str().unwrap()]);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"1\" failures=\"1\""), "{xml}");
+    assert!(
+        xml.contains("name=\"up\"") && xml.contains("exited before opening"),
+        "{xml}"
+    );
+}
