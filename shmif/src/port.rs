@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bus::Bus;
-use crate::format::{
-    now_timestamp, RecordHeader, MAX_FRAME, MIN_FRAME, OFF_VERSION, RECORD_HEADER_SIZE, VERSION,
-};
+use crate::format::{now_timestamp, RecordHeader, MAX_FRAME, MIN_FRAME, OFF_VERSION, VERSION};
 use crate::ring::{Corrupt, HeaderSnapshot, Ring};
 use crate::scan::{self, Counters, Cursor, Item, Staging, Stats, Verdict};
 use crate::sync::{self, Acquired};
@@ -253,7 +251,10 @@ impl Port {
         let ring = Ring::new(mem);
         let mut snap = ring.snapshot();
         let prev = ring.read_header(snap.last);
-        let start = ring.advance(snap.last, RECORD_HEADER_SIZE as u32 + prev.len);
+        let start = ring.advance(
+            snap.last,
+            crate::format::RECORD_HEADER_SIZE as u32 + prev.len,
+        );
         let header = RecordHeader {
             len: frame.len() as u32,
             seq: prev.seq.wrapping_add(1),
