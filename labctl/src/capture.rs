@@ -13,6 +13,8 @@ use anyhow::{bail, Context, Result};
 pub struct Limits {
     pub count: Option<u64>,
     pub duration: Option<Duration>,
+    /// Start with the oldest frame the ring still holds instead of the next new one.
+    pub from_oldest: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -132,6 +134,9 @@ pub fn capture(
         .unwrap_or_default();
     let bus = attach_existing(bus)?;
     let mut reader = bus.reader();
+    if limits.from_oldest {
+        reader.rewind_to_oldest();
+    }
     let mut sink = match Sink::new(out, format, &name) {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(CaptureReport::default()),

@@ -352,6 +352,9 @@ fn start(
                 .arg("-w")
                 .arg(pcap)
                 .arg("--quiet")
+                // The bus is new: from its oldest record on is from its first frame on, however
+                // long this process takes to attach.
+                .arg("--from-oldest")
                 .stdin(std::process::Stdio::null())
                 // Never the caller's pipes: `labctl up | cat` must end when up does.
                 .stdout(std::process::Stdio::null())

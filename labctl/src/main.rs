@@ -117,6 +117,9 @@ enum Cmd {
         /// Write pcapng (for `wireshark -k -i -`) instead of classic pcap
         #[arg(long)]
         pcapng: bool,
+        /// Begin with the frames the ring still holds, then follow
+        #[arg(long)]
+        from_oldest: bool,
         /// No summary on stderr
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -284,6 +287,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             duration,
             bus_file,
             pcapng,
+            from_oldest,
             quiet,
         } => {
             let path = match bus_file {
@@ -300,6 +304,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let limits = capture::Limits {
                 count,
                 duration: duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
+                from_oldest,
             };
             let format = if pcapng {
                 capture::Format::PcapNg
