@@ -276,6 +276,11 @@ impl PortSender {
         self.shared.mac
     }
 
+    /// The port's counters (shared with the receiving half).
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.stats()
+    }
+
     pub fn send(&self, frame: &[u8]) -> Result<(), SendError> {
         self.send_batch(&[frame])
     }

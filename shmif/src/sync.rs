@@ -38,6 +38,8 @@ const COUNT_MASK: u32 = !WAITERS & !PID_MASK;
 pub(crate) const STALL_LIMIT: Duration = Duration::from_millis(40);
 /// Spins before a waiter starts yielding, then sleeping: NetBSD spins 1001 times.
 const SPINS: u32 = 1000;
+/// Yields (each followed by a short spin) before a waiter starts sleeping.
+const YIELDS: u32 = 200;
 
 fn pid_of(spare: u32) -> u32 {
     spare & PID_MASK
@@ -72,7 +74,8 @@ pub(crate) fn lock(mem: &BusMemory) -> Acquired {
     let me = my_pid();
     let mut spins = 0u32;
     let mut stall: Option<(Instant, (u32, HeaderSnapshot))> = None;
-    let mut sleep = Duration::from_micros(20);
+    let mut sleep = Duration::from_micros(50);
+    let mut yields = 0u32;
     loop {
         if lock.load(Ordering::Relaxed) != LOCK_HELD
             && lock
@@ -85,6 +88,14 @@ pub(crate) fn lock(mem: &BusMemory) -> Acquired {
         spins += 1;
         if spins < SPINS {
             std::hint::spin_loop();
+            continue;
+        }
+        // Critical sections last microseconds: give the holder the CPU a while before sleeping
+        // (sleeping costs at least ~60 us of timer slack, long enough to be lapped).
+        if yields < YIELDS {
+            yields += 1;
+            std::thread::yield_now();
+            spins = SPINS - SPINS / 16;
             continue;
         }
         // Slow path: look for a dead holder, then back off.
