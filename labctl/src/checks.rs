@@ -211,7 +211,7 @@ pub fn traceroute_hops(text: &str) -> Vec<String> {
 /// A thread that counts frames matching an expectation on one bus until stopped.
 struct BusWatch {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<(u64, u64)>,
+    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
 }
 
 impl BusWatch {
@@ -245,12 +245,29 @@ impl BusWatch {
             }
             (matched, seen)
         });
-        Ok(BusWatch { stop, thread })
+        Ok(BusWatch {
+            stop,
+            thread: Some(thread),
+        })
     }
 
-    fn stop(self) -> (u64, u64) {
+    /// Stops watching and returns (matching frames, all frames) seen.
+    fn stop(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Release);
-        self.thread.join().unwrap_or((0, 0))
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or((0, 0))
+    }
+}
+
+impl Drop for BusWatch {
+    /// A check that fails early must not leave its watcher running.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
