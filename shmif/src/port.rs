@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::bus::Bus;
 use crate::format::{now_timestamp, RecordHeader, MAX_FRAME, MIN_FRAME, OFF_VERSION, VERSION};
 use crate::ring::{Corrupt, HeaderSnapshot, Ring};
-use crate::scan::{self, Counters, Cursor, Item, Staging, Stats, Verdict};
+use crate::scan::{self, Counters, Cursor, Staging, Stats, Verdict};
 use crate::sync::{self, Acquired};
 
 /// A frame length the bus cannot carry.
@@ -54,7 +54,12 @@ pub struct Port {
     staging: Staging,
     promiscuous: bool,
     waker: Option<OwnedFd>,
+    last_frame_at: Instant,
 }
+
+/// A reader that got a frame within `BUSY` polls for up to `SPIN` before sleeping.
+pub(crate) const BUSY: Duration = Duration::from_millis(1);
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 /// Random `b2:a0:..` MAC and sender id, as NetBSD derives them from one random 64-bit value.
 fn identity() -> (u64, [u8; 6]) {
@@ -90,6 +95,7 @@ impl Port {
             staging: Staging::new(),
             promiscuous: false,
             waker,
+            last_frame_at: Instant::now() - BUSY,
         };
         port.start_at_newest();
         port
@@ -147,7 +153,8 @@ impl Port {
     /// The next frame if one is waiting, without sleeping.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Option<Received> {
         loop {
-            if let Some(got) = self.deliver(buf) {
+            if let Some(got) = self.staging.deliver(buf) {
+                self.last_frame_at = Instant::now();
                 return Some(got);
             }
             if !self.refill() {
@@ -168,37 +175,17 @@ impl Port {
                 return None;
             }
             let bus = &self.tx.shared.bus;
+            let pos = self.cursor.pos;
+            if self.last_frame_at.elapsed() < BUSY && scan::spin_for_news(bus, pos, SPIN) {
+                continue;
+            }
             match &self.waker {
                 Some(fd) => crate::wake::inotify_wait(fd, left),
                 None => {
-                    let pos = self.cursor.pos;
                     sync::wait_for_data(&bus.mem, left, || has_news(bus, pos));
                 }
             }
         }
-    }
-
-    fn deliver(&mut self, buf: &mut [u8]) -> Option<Received> {
-        let counters = &self.tx.shared.counters;
-        while !self.staging.is_drained() {
-            let rec = self.staging.records[self.staging.next];
-            self.staging.next += 1;
-            self.cursor.account(&rec, counters);
-            if let Item::Frame { start, len } = rec.item {
-                let n = len.min(buf.len());
-                buf[..n].copy_from_slice(&self.staging.bytes[start..start + n]);
-                Counters::add(&counters.received, 1);
-                Counters::add(&counters.received_bytes, len as u64);
-                return Some(Received {
-                    len: n,
-                    frame_len: len,
-                    sec: rec.header.sec,
-                    usec: rec.header.usec,
-                    sender: rec.header.sender,
-                });
-            }
-        }
-        None
     }
 
     /// Copies the next batch of records out of the ring under the lock. False if none.
@@ -239,6 +226,7 @@ impl Port {
             self.cursor.pos = span.end;
         }
         sync::unlock(mem, false);
+        self.staging.account(&mut self.cursor, counters);
         !self.staging.records.is_empty() || bad.is_some()
     }
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bus::Bus;
-use crate::port::{has_news, Received};
+use crate::port::{has_news, Received, BUSY, SPIN};
 use crate::ring::{HeaderSnapshot, Ring, Span};
-use crate::scan::{self, Counters, Cursor, Item, Staging, Stats, Verdict};
+use crate::scan::{self, Counters, Cursor, Staging, Stats, Verdict};
 use crate::sync;
 
 /// Attempts at a consistent header snapshot before settling for a possibly torn one (only a
@@ -25,6 +25,7 @@ pub struct Reader {
     staging: Staging,
     counters: Counters,
     waker: Option<OwnedFd>,
+    last_frame_at: Instant,
 }
 
 impl Reader {
@@ -40,6 +41,7 @@ impl Reader {
             staging: Staging::new(),
             counters: Counters::default(),
             waker,
+            last_frame_at: Instant::now() - BUSY,
         };
         if let Some((snap, span)) = reader.header() {
             reader.cursor.pos = span.end;
@@ -76,23 +78,9 @@ impl Reader {
 
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Option<Received> {
         loop {
-            while !self.staging.is_drained() {
-                let rec = self.staging.records[self.staging.next];
-                self.staging.next += 1;
-                self.cursor.account(&rec, &self.counters);
-                if let Item::Frame { start, len } = rec.item {
-                    let n = len.min(buf.len());
-                    buf[..n].copy_from_slice(&self.staging.bytes[start..start + n]);
-                    Counters::add(&self.counters.received, 1);
-                    Counters::add(&self.counters.received_bytes, len as u64);
-                    return Some(Received {
-                        len: n,
-                        frame_len: len,
-                        sec: rec.header.sec,
-                        usec: rec.header.usec,
-                        sender: rec.header.sender,
-                    });
-                }
+            if let Some(got) = self.staging.deliver(buf) {
+                self.last_frame_at = Instant::now();
+                return Some(got);
             }
             if !self.refill() {
                 return None;
@@ -110,11 +98,14 @@ impl Reader {
             if left.is_zero() {
                 return None;
             }
+            let pos = self.cursor.pos;
+            let bus = &self.bus;
+            if self.last_frame_at.elapsed() < BUSY && scan::spin_for_news(bus, pos, SPIN) {
+                continue;
+            }
             match &self.waker {
                 Some(fd) => crate::wake::inotify_wait(fd, left),
                 None => {
-                    let pos = self.cursor.pos;
-                    let bus = &self.bus;
                     // Bounded: a writer that dies holding the lock never wakes anyone.
                     let slice = left.min(Duration::from_millis(100));
                     sync::wait_for_data(&bus.mem, slice, || has_news(bus, pos));
@@ -159,6 +150,7 @@ impl Reader {
                 self.cursor.pos = span.end;
             }
         }
+        self.staging.account(&mut self.cursor, &self.counters);
         !self.staging.records.is_empty() || bad.is_some() || self.cursor.pos < after.first
     }
 }

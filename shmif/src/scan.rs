@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::format::{RecordHeader, RecordKind, RECORD_HEADER_SIZE};
+use crate::port::Received;
 use crate::ring::{Ring, Span};
 
 /// Counters of one port or reader. Shared with [`crate::PortSender`] handles, hence atomics.
@@ -94,7 +95,9 @@ pub(crate) struct Staged {
 
 /// Frames copied out of the ring, waiting to be handed to the caller.
 pub(crate) struct Staging {
+    /// Frame bytes; sized once so that scans never zero-fill.
     pub bytes: Vec<u8>,
+    pub used: usize,
     pub records: Vec<Staged>,
     /// Index of the next record to hand out.
     pub next: usize,
@@ -107,20 +110,71 @@ const STAGING_RECORDS: usize = 1024;
 impl Staging {
     pub(crate) fn new() -> Self {
         Staging {
-            bytes: Vec::with_capacity(STAGING_BYTES + crate::format::MAX_FRAME),
+            bytes: vec![0; STAGING_BYTES + crate::format::MAX_FRAME],
+            used: 0,
             records: Vec::with_capacity(STAGING_RECORDS),
             next: 0,
         }
     }
 
     pub(crate) fn clear(&mut self) {
-        self.bytes.clear();
+        self.used = 0;
         self.records.clear();
         self.next = 0;
     }
 
-    pub(crate) fn is_drained(&self) -> bool {
-        self.next >= self.records.len()
+    /// Hands out the next staged frame (already accounted for), copying it into `buf`.
+    pub(crate) fn deliver(&mut self, buf: &mut [u8]) -> Option<Received> {
+        while let Some(rec) = self.records.get(self.next) {
+            self.next += 1;
+            if let Item::Frame { start, len } = rec.item {
+                let n = len.min(buf.len());
+                buf[..n].copy_from_slice(&self.bytes[start..start + n]);
+                return Some(Received {
+                    len: n,
+                    frame_len: len,
+                    sec: rec.header.sec,
+                    usec: rec.header.usec,
+                    sender: rec.header.sender,
+                });
+            }
+        }
+        None
+    }
+
+    /// Accounts for every staged record in ring order, updating the shared counters once.
+    pub(crate) fn account(&self, cursor: &mut Cursor, counters: &Counters) {
+        let mut tally = Tally::default();
+        for rec in &self.records {
+            cursor.account(rec, &mut tally);
+        }
+        tally.flush(counters);
+    }
+}
+
+/// Counter increments of one batch, added to the shared atomics in one go.
+#[derive(Default)]
+pub(crate) struct Tally {
+    received: u64,
+    received_bytes: u64,
+    filtered: u64,
+    lost: u64,
+    corrupt: u64,
+}
+
+impl Tally {
+    fn flush(&self, c: &Counters) {
+        for (n, counter) in [
+            (self.received, &c.received),
+            (self.received_bytes, &c.received_bytes),
+            (self.filtered, &c.filtered),
+            (self.lost, &c.lost),
+            (self.corrupt, &c.corrupt),
+        ] {
+            if n > 0 {
+                Counters::add(counter, n);
+            }
+        }
     }
 }
 
@@ -140,9 +194,7 @@ pub(crate) fn scan(
     verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
 ) -> (u64, Option<BadRecord>) {
     let size = ring.size() as u64;
-    while pos < span.end
-        && staging.bytes.len() < STAGING_BYTES
-        && staging.records.len() < STAGING_RECORDS
+    while pos < span.end && staging.used < STAGING_BYTES && staging.records.len() < STAGING_RECORDS
     {
         let off = (pos % size) as u32;
         let header = ring.read_header(off);
@@ -163,10 +215,14 @@ pub(crate) fn scan(
                     Verdict::Own => Item::Own,
                     Verdict::Filtered => Item::Filtered,
                     Verdict::Deliver => {
-                        let start = staging.bytes.len();
+                        let start = staging.used;
                         let len = header.len as usize;
-                        staging.bytes.resize(start + len, 0);
-                        ring.read(body_off, &mut staging.bytes[start..], &mut wrapped);
+                        staging.used += len;
+                        ring.read(
+                            body_off,
+                            &mut staging.bytes[start..start + len],
+                            &mut wrapped,
+                        );
                         Item::Frame { start, len }
                     }
                 }
@@ -197,10 +253,10 @@ impl Cursor {
         self.pos = span_first;
     }
 
-    /// Accounts for one record in ring order; returns whether it is a frame to deliver.
+    /// Accounts for one record in ring order.
     /// Losses are counted from the gap in sequence numbers after a jump, when the gap is
     /// plausible for the bytes skipped (NetBSD writers leave garbage where our numbers live).
-    pub(crate) fn account(&mut self, rec: &Staged, counters: &Counters) {
+    fn account(&mut self, rec: &Staged, tally: &mut Tally) {
         let seq = rec.header.seq;
         if let (Some(from), Some(prev)) = (self.jumped_from.take(), self.last_seq) {
             let gap = seq.wrapping_sub(prev) as u64;
@@ -211,14 +267,35 @@ impl Cursor {
             };
             let max_plausible = rec.pos.saturating_sub(from) / RECORD_HEADER_SIZE as u64 + 1;
             if missing <= max_plausible {
-                Counters::add(&counters.lost, missing);
+                tally.lost += missing;
             }
         }
         self.last_seq = Some(seq);
         match rec.item {
-            Item::Runt => Counters::add(&counters.corrupt, 1),
-            Item::Filtered => Counters::add(&counters.filtered, 1),
-            _ => {}
+            Item::Frame { len, .. } => {
+                tally.received += 1;
+                tally.received_bytes += len as u64;
+            }
+            Item::Runt => tally.corrupt += 1,
+            Item::Filtered => tally.filtered += 1,
+            Item::Own | Item::Placeholder => {}
+        }
+    }
+}
+
+/// Polls for a newly published record for up to `window` before a reader goes to sleep: while
+/// traffic flows this saves the writer a FUTEX_WAKE and the reader a sleep per frame.
+pub(crate) fn spin_for_news(bus: &crate::Bus, pos: u64, window: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if crate::port::has_news(bus, pos) {
+            return true;
+        }
+        if start.elapsed() >= window {
+            return false;
+        }
+        for _ in 0..64 {
+            std::hint::spin_loop();
         }
     }
 }
