@@ -50,7 +50,10 @@ pub struct PortSender {
 /// One interface's attachment to a bus.
 pub struct Port {
     tx: PortSender,
+    /// Place in the ring for locked reads (NetBSD-compatible buses).
     cursor: Cursor,
+    /// Place in the ring for lock-free reads (shmlab-only buses).
+    seq: scan::SeqCursor,
     staging: Staging,
     promiscuous: bool,
     waker: Option<OwnedFd>,
@@ -92,6 +95,7 @@ impl Port {
                 }),
             },
             cursor: Cursor::default(),
+            seq: scan::SeqCursor::default(),
             staging: Staging::new(),
             promiscuous: false,
             waker,
@@ -103,6 +107,10 @@ impl Port {
 
     fn start_at_newest(&mut self) {
         let shared = &self.tx.shared;
+        if !shared.bus.netbsd_compat {
+            self.seq = scan::SeqCursor::at_newest(&Ring::new(&shared.bus.mem));
+            return;
+        }
         let mem = &shared.bus.mem;
         let acquired = sync::lock(mem);
         let ring = Ring::new(mem);
@@ -152,7 +160,8 @@ impl Port {
 
     /// The next frame if one is waiting, without sleeping.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Option<Received> {
-        loop {
+        // Bounded: under a flood every batch may turn out overwritten; the caller comes back.
+        for _ in 0..8 {
             if let Some(got) = self.staging.deliver(buf) {
                 self.last_frame_at = Instant::now();
                 return Some(got);
@@ -161,6 +170,7 @@ impl Port {
                 return None;
             }
         }
+        None
     }
 
     /// The next frame, sleeping up to `timeout` for one.
@@ -175,22 +185,58 @@ impl Port {
                 return None;
             }
             let bus = &self.tx.shared.bus;
-            let pos = self.cursor.pos;
-            if self.last_frame_at.elapsed() < BUSY && scan::spin_for_news(bus, pos, SPIN) {
+            let (pos, seq) = (self.cursor.pos, &self.seq);
+            let news = || {
+                if bus.netbsd_compat {
+                    has_news(bus, pos)
+                } else {
+                    seq.has_news(&Ring::new(&bus.mem))
+                }
+            };
+            if self.last_frame_at.elapsed() < BUSY && scan::spin_for_news(&news, SPIN) {
                 continue;
             }
             match &self.waker {
                 Some(fd) => crate::wake::inotify_wait(fd, left),
                 None => {
-                    sync::wait_for_data(&bus.mem, left, || has_news(bus, pos));
+                    sync::wait_for_data(&bus.mem, left, news);
                 }
             }
         }
     }
 
-    /// Copies the next batch of records out of the ring under the lock. False if none.
+    /// Copies the next batch of records out of the ring. False if there was nothing new.
     fn refill(&mut self) -> bool {
         self.staging.clear();
+        let shared = &self.tx.shared;
+        let me = shared.sender_id;
+        let mac = shared.mac;
+        let promiscuous = self.promiscuous;
+        let verdict = move |h: &RecordHeader, dst: &[u8; 6]| {
+            if h.sender == me {
+                Verdict::Own
+            } else if promiscuous || *dst == mac || dst[0] & 1 == 1 {
+                Verdict::Deliver
+            } else {
+                Verdict::Filtered
+            }
+        };
+        if shared.bus.netbsd_compat {
+            return self.refill_locked(&verdict);
+        }
+        let ring = Ring::new(&shared.bus.mem);
+        scan::scan_unlocked(
+            &ring,
+            &mut self.seq,
+            &mut self.staging,
+            &verdict,
+            &shared.counters,
+        )
+    }
+
+    /// NetBSD peers do not number their records, so on a shared bus a port reads like NetBSD:
+    /// under the lock, keeping its place by offset and generation.
+    fn refill_locked(&mut self, verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict) -> bool {
         let shared = &self.tx.shared;
         let mem = &shared.bus.mem;
         let counters = &shared.counters;
@@ -204,19 +250,7 @@ impl Port {
         if self.cursor.pos < span.first || self.cursor.pos > span.end {
             self.cursor.resync(span.first, counters);
         }
-        let me = shared.sender_id;
-        let mac = shared.mac;
-        let promiscuous = self.promiscuous;
-        let verdict = move |h: &RecordHeader, dst: &[u8; 6]| {
-            if h.sender == me {
-                Verdict::Own
-            } else if promiscuous || *dst == mac || dst[0] & 1 == 1 {
-                Verdict::Deliver
-            } else {
-                Verdict::Filtered
-            }
-        };
-        let (pos, bad) = scan::scan(&ring, span, self.cursor.pos, &mut self.staging, &verdict);
+        let (pos, bad) = scan::scan(&ring, span, self.cursor.pos, &mut self.staging, verdict);
         self.cursor.pos = pos;
         if bad.is_some() {
             // A record nobody can walk past (oversize length, or one that overruns the newest

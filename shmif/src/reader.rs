@@ -21,7 +21,10 @@ const SNAPSHOT_TRIES: u32 = 2000;
 
 pub struct Reader {
     bus: Arc<Bus>,
+    /// Place for NetBSD-compatible buses (offset and generation, validated snapshots).
     cursor: Cursor,
+    /// Place for shmlab-only buses (record numbers).
+    seq: scan::SeqCursor,
     staging: Staging,
     counters: Counters,
     waker: Option<OwnedFd>,
@@ -38,12 +41,15 @@ impl Reader {
         let mut reader = Reader {
             bus,
             cursor: Cursor::default(),
+            seq: scan::SeqCursor::default(),
             staging: Staging::new(),
             counters: Counters::default(),
             waker,
             last_frame_at: Instant::now() - BUSY,
         };
-        if let Some((snap, span)) = reader.header() {
+        if !reader.bus.netbsd_compat {
+            reader.seq = scan::SeqCursor::at_newest(&Ring::new(&reader.bus.mem));
+        } else if let Some((snap, span)) = reader.header() {
             reader.cursor.pos = span.end;
             reader.cursor.last_seq = Some(Ring::new(&reader.bus.mem).read_header(snap.last).seq);
         }
@@ -53,6 +59,22 @@ impl Reader {
     /// Moves back to the oldest record still in the ring, so the next frames are everything the
     /// ring holds (what `shmif_dumpbus` would show) and then whatever follows.
     pub fn rewind_to_oldest(&mut self) {
+        self.staging.clear();
+        if !self.bus.netbsd_compat {
+            if let Some((off, oldest)) = Ring::new(&self.bus.mem).oldest() {
+                self.seq = scan::SeqCursor {
+                    off,
+                    last_seq: if oldest.len == 0 {
+                        oldest.seq
+                    } else {
+                        oldest.seq.wrapping_sub(1)
+                    },
+                    synced: true,
+                    accounted: None,
+                };
+            }
+            return;
+        }
         if let Some((_, span)) = self.header() {
             self.cursor.pos = span.first;
             self.cursor.last_seq = None;
@@ -77,7 +99,8 @@ impl Reader {
     }
 
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Option<Received> {
-        loop {
+        // Bounded: under a flood every batch may turn out overwritten; the caller comes back.
+        for _ in 0..8 {
             if let Some(got) = self.staging.deliver(buf) {
                 self.last_frame_at = Instant::now();
                 return Some(got);
@@ -86,6 +109,7 @@ impl Reader {
                 return None;
             }
         }
+        None
     }
 
     pub fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Option<Received> {
@@ -98,9 +122,16 @@ impl Reader {
             if left.is_zero() {
                 return None;
             }
-            let pos = self.cursor.pos;
             let bus = &self.bus;
-            if self.last_frame_at.elapsed() < BUSY && scan::spin_for_news(bus, pos, SPIN) {
+            let (pos, seq) = (self.cursor.pos, &self.seq);
+            let news = || {
+                if bus.netbsd_compat {
+                    has_news(bus, pos)
+                } else {
+                    seq.has_news(&Ring::new(&bus.mem))
+                }
+            };
+            if self.last_frame_at.elapsed() < BUSY && scan::spin_for_news(&news, SPIN) {
                 continue;
             }
             match &self.waker {
@@ -108,7 +139,7 @@ impl Reader {
                 None => {
                     // Bounded: a writer that dies holding the lock never wakes anyone.
                     let slice = left.min(Duration::from_millis(100));
-                    sync::wait_for_data(&bus.mem, slice, || has_news(bus, pos));
+                    sync::wait_for_data(&bus.mem, slice, news);
                 }
             }
         }
@@ -116,6 +147,16 @@ impl Reader {
 
     fn refill(&mut self) -> bool {
         self.staging.clear();
+        if !self.bus.netbsd_compat {
+            let every = |_: &_, _: &[u8; 6]| Verdict::Deliver;
+            return scan::scan_unlocked(
+                &Ring::new(&self.bus.mem),
+                &mut self.seq,
+                &mut self.staging,
+                &every,
+                &self.counters,
+            );
+        }
         let Some((_, span)) = self.header() else {
             return false;
         };

@@ -88,6 +88,29 @@ impl<'a> Ring<'a> {
         None
     }
 
+    /// `last` alone, for lock-free readers that navigate by record numbers.
+    pub(crate) fn last(&self) -> u32 {
+        self.mem.word(OFF_LAST).load(Ordering::Acquire)
+    }
+
+    /// The oldest intact record (ring offset and header), read without the lock: the header is
+    /// trusted only if `first` did not move while it was read (writers move `first` past a
+    /// record before overwriting it).
+    pub(crate) fn oldest(&self) -> Option<(u32, RecordHeader)> {
+        let first = self.mem.word(OFF_FIRST);
+        for _ in 0..16 {
+            let f = first.load(Ordering::Acquire);
+            // The never-wrapped sentinel (or garbage, which a writer will repair): offset 0.
+            let off = if f >= self.size { 0 } else { f };
+            let header = self.read_header(off);
+            std::sync::atomic::fence(Ordering::Acquire);
+            if first.load(Ordering::Acquire) == f {
+                return Some((off, header));
+            }
+        }
+        None
+    }
+
     pub(crate) fn store(&self, snap: &HeaderSnapshot) {
         self.mem
             .word(OFF_FIRST)
@@ -186,7 +209,10 @@ impl<'a> Ring<'a> {
                 .ok_or_else(|| Corrupt("record chain from first never ends".into()))?;
             hdr.first = self.next_record(hdr.first)?;
             first_word.store(hdr.first, Ordering::Release);
-            std::sync::atomic::fence(Ordering::SeqCst);
+            // The new `first` must be visible before any byte of the dropped record is
+            // overwritten. Stores are not reordered with stores on x86 (TSO), so this only has to
+            // stop the compiler; other architectures get the barrier they need from it.
+            std::sync::atomic::fence(Ordering::Release);
         }
         Ok(())
     }

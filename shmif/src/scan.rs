@@ -204,30 +204,7 @@ pub(crate) fn scan(
             return (pos, Some(BadRecord { pos }));
         }
         let body_off = ring.advance(off, RECORD_HEADER_SIZE as u32);
-        let item = match kind {
-            RecordKind::Placeholder => Item::Placeholder,
-            RecordKind::Runt => Item::Runt,
-            _ => {
-                let mut dst = [0u8; 6];
-                let mut wrapped = false;
-                ring.read(body_off, &mut dst, &mut wrapped);
-                match verdict(&header, &dst) {
-                    Verdict::Own => Item::Own,
-                    Verdict::Filtered => Item::Filtered,
-                    Verdict::Deliver => {
-                        let start = staging.used;
-                        let len = header.len as usize;
-                        staging.used += len;
-                        ring.read(
-                            body_off,
-                            &mut staging.bytes[start..start + len],
-                            &mut wrapped,
-                        );
-                        Item::Frame { start, len }
-                    }
-                }
-            }
-        };
+        let item = stage_record(ring, &header, kind, body_off, staging, verdict);
         staging.records.push(Staged { pos, header, item });
         pos = end;
     }
@@ -285,10 +262,10 @@ impl Cursor {
 
 /// Polls for a newly published record for up to `window` before a reader goes to sleep: while
 /// traffic flows this saves the writer a FUTEX_WAKE and the reader a sleep per frame.
-pub(crate) fn spin_for_news(bus: &crate::Bus, pos: u64, window: std::time::Duration) -> bool {
+pub(crate) fn spin_for_news(news: &dyn Fn() -> bool, window: std::time::Duration) -> bool {
     let start = std::time::Instant::now();
     loop {
-        if crate::port::has_news(bus, pos) {
+        if news() {
             return true;
         }
         if start.elapsed() >= window {
@@ -296,6 +273,261 @@ pub(crate) fn spin_for_news(bus: &crate::Bus, pos: u64, window: std::time::Durat
         }
         for _ in 0..64 {
             std::hint::spin_loop();
+        }
+    }
+}
+
+/// A lock-free reader's place, by record number: shmlab writers number records consecutively,
+/// so "is the record at my offset the one I expect?" tells whether a writer lapped this reader,
+/// without the generation counter and without waiting for the lock.
+#[derive(Debug, Default)]
+pub(crate) struct SeqCursor {
+    /// Ring offset of the next record to read.
+    pub off: u32,
+    /// Number of the last record read (a placeholder repeats the number before it).
+    pub last_seq: u32,
+    /// False after being lapped: the next scan restarts from the oldest intact records.
+    pub synced: bool,
+    /// Number of the last record accounted for, the base of loss counting.
+    pub accounted: Option<u32>,
+}
+
+impl SeqCursor {
+    /// Positions after the newest record, as a freshly attached port starts.
+    pub(crate) fn at_newest(ring: &Ring<'_>) -> SeqCursor {
+        for _ in 0..16 {
+            let last = ring.last();
+            let newest = ring.read_header(last);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            if ring.last() == last && RecordHeader::classify_len(newest.len) != RecordKind::Oversize
+            {
+                return SeqCursor {
+                    off: ring.advance(last, RECORD_HEADER_SIZE as u32 + newest.len),
+                    last_seq: newest.seq,
+                    synced: true,
+                    accounted: Some(newest.seq),
+                };
+            }
+        }
+        SeqCursor::default()
+    }
+
+    /// Whether a writer has published a record this cursor has not read.
+    pub(crate) fn has_news(&self, ring: &Ring<'_>) -> bool {
+        !self.synced || ring.read_header(ring.last()).seq != self.last_seq
+    }
+
+    /// Restarts after being lapped, in the newer half of the live records: restarting at the
+    /// very oldest one would put the reader exactly where writers overwrite next.
+    fn resync(&mut self, ring: &Ring<'_>, end_off: u32, counters: &Counters) -> bool {
+        let Some((mut off, mut header)) = ring.oldest() else {
+            return false;
+        };
+        Counters::add(&counters.resyncs, 1);
+        let size = ring.size();
+        let behind = |o: u32| match (end_off + size - o) % size {
+            0 => size,
+            d => d,
+        };
+        let mut budget = size / RECORD_HEADER_SIZE as u32;
+        while behind(off) > size / 2 && budget > 0 {
+            if RecordHeader::classify_len(header.len) == RecordKind::Oversize {
+                break;
+            }
+            let next = ring.advance(off, RECORD_HEADER_SIZE as u32 + header.len);
+            let next_header = ring.read_header(next);
+            if next_header.seq != header.seq.wrapping_add(1) {
+                break;
+            }
+            (off, header) = (next, next_header);
+            budget -= 1;
+        }
+        self.off = off;
+        self.last_seq = if header.len == 0 {
+            header.seq
+        } else {
+            header.seq.wrapping_sub(1)
+        };
+        self.synced = true;
+        true
+    }
+
+    /// Accounts for one record: losses are the gaps in record numbers.
+    fn account(&mut self, rec: &Staged, tally: &mut Tally) {
+        let seq = rec.header.seq;
+        if let Some(prev) = self.accounted {
+            let gap = seq.wrapping_sub(prev);
+            let missing = match rec.item {
+                Item::Placeholder => gap,
+                _ => gap.wrapping_sub(1),
+            };
+            // A backwards step (a foreign writer's garbage number) is not a loss.
+            if (missing as i32) > 0 {
+                tally.lost += missing as u64;
+            }
+        }
+        self.accounted = Some(seq);
+        match rec.item {
+            Item::Frame { len, .. } => {
+                tally.received += 1;
+                tally.received_bytes += len as u64;
+            }
+            Item::Runt => tally.corrupt += 1,
+            Item::Filtered => tally.filtered += 1,
+            Item::Own | Item::Placeholder => {}
+        }
+    }
+}
+
+/// Copies the records published since `cur` into `staging` without the lock, then discards
+/// those a writer may have overwritten meanwhile (everything numbered before the oldest intact
+/// record) and accounts for the rest. Returns whether the caller should look again at once.
+pub(crate) fn scan_unlocked(
+    ring: &Ring<'_>,
+    cur: &mut SeqCursor,
+    staging: &mut Staging,
+    verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
+    counters: &Counters,
+) -> bool {
+    let last = ring.last();
+    let newest = ring.read_header(last);
+    if RecordHeader::classify_len(newest.len) == RecordKind::Oversize {
+        // Mid-repair or scribbled on: the next writer re-formats the ring.
+        return false;
+    }
+    if cur.synced && newest.seq == cur.last_seq {
+        return false;
+    }
+    let end_off = ring.advance(last, RECORD_HEADER_SIZE as u32 + newest.len);
+    let mut restarted = false;
+    if !cur.synced {
+        if !cur.resync(ring, end_off, counters) {
+            return false;
+        }
+        restarted = true;
+    }
+    let mut corrupt = 0;
+    while cur.last_seq != newest.seq
+        && staging.used < STAGING_BYTES
+        && staging.records.len() < STAGING_RECORDS
+    {
+        let header = ring.read_header(cur.off);
+        let expected = header.seq == cur.last_seq.wrapping_add(1)
+            || (header.len == 0 && header.seq == cur.last_seq);
+        if !expected {
+            let lapped = match ring.oldest() {
+                Some((_, oldest)) => before(cur.last_seq, keep_bound(&oldest)),
+                None => true,
+            };
+            if !lapped {
+                // The record we expect is still live, so it was not overwritten: the chain is
+                // broken (a foreign writer scribbled on the ring). Skip to after the newest.
+                corrupt += 1;
+                cur.off = end_off;
+                cur.last_seq = newest.seq;
+                break;
+            }
+            if restarted || !cur.resync(ring, end_off, counters) {
+                // Writers outrun us even right after a restart: try again next time.
+                cur.synced = false;
+                break;
+            }
+            restarted = true;
+            continue;
+        }
+        let kind = RecordHeader::classify_len(header.len);
+        if kind == RecordKind::Oversize {
+            // Numbered right but unwalkable: skip to after the newest record.
+            corrupt += 1;
+            cur.off = end_off;
+            cur.last_seq = newest.seq;
+            break;
+        }
+        let body_off = ring.advance(cur.off, RECORD_HEADER_SIZE as u32);
+        let item = stage_record(ring, &header, kind, body_off, staging, verdict);
+        staging.records.push(Staged {
+            pos: 0,
+            header,
+            item,
+        });
+        cur.off = ring.advance(cur.off, RECORD_HEADER_SIZE as u32 + header.len);
+        cur.last_seq = header.seq;
+    }
+    // Keep only what was still intact after the copy.
+    match ring.oldest().map(|(_, h)| keep_bound(&h)) {
+        Some(bound) => {
+            let stale = staging
+                .records
+                .iter()
+                .take_while(|r| before(r.header.seq, bound))
+                .count();
+            staging.records.drain(..stale);
+            if before(cur.last_seq, bound) {
+                cur.synced = false;
+            }
+        }
+        None => {
+            staging.records.clear();
+            cur.synced = false;
+        }
+    }
+    if corrupt > 0 {
+        Counters::add(&counters.corrupt, corrupt);
+    }
+    let mut tally = Tally::default();
+    for rec in &staging.records {
+        cur.account(rec, &mut tally);
+    }
+    tally.flush(counters);
+    true
+}
+
+/// Records numbered before this are no longer guaranteed intact, given the oldest intact
+/// record (a placeholder repeats the number of the frame before it).
+fn keep_bound(oldest: &RecordHeader) -> u32 {
+    if oldest.len == 0 {
+        oldest.seq.wrapping_add(1)
+    } else {
+        oldest.seq
+    }
+}
+
+/// Whether record number `seq` comes before `bound` (numbers wrap).
+fn before(seq: u32, bound: u32) -> bool {
+    (seq.wrapping_sub(bound) as i32) < 0
+}
+
+/// Copies one record's frame into staging if the verdict wants it delivered.
+fn stage_record(
+    ring: &Ring<'_>,
+    header: &RecordHeader,
+    kind: RecordKind,
+    body_off: u32,
+    staging: &mut Staging,
+    verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
+) -> Item {
+    match kind {
+        RecordKind::Placeholder => Item::Placeholder,
+        RecordKind::Runt => Item::Runt,
+        _ => {
+            let mut dst = [0u8; 6];
+            let mut wrapped = false;
+            ring.read(body_off, &mut dst, &mut wrapped);
+            match verdict(header, &dst) {
+                Verdict::Own => Item::Own,
+                Verdict::Filtered => Item::Filtered,
+                Verdict::Deliver => {
+                    let start = staging.used;
+                    let len = header.len as usize;
+                    staging.used += len;
+                    ring.read(
+                        body_off,
+                        &mut staging.bytes[start..start + len],
+                        &mut wrapped,
+                    );
+                    Item::Frame { start, len }
+                }
+            }
         }
     }
 }

@@ -45,8 +45,11 @@ fn pid_of(spare: u32) -> u32 {
     spare & PID_MASK
 }
 
+/// Our pid, looked up once: `getpid` on every lock and unlock dominated unbatched sends.
+/// A bus attached before `fork` must not be used by the child (it would claim the parent's pid).
 fn my_pid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get() as u32 & PID_MASK
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| rustix::process::getpid().as_raw_nonzero().get() as u32 & PID_MASK)
 }
 
 fn pid_is_gone(pid: u32) -> bool {

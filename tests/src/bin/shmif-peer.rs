@@ -20,6 +20,9 @@ struct Cli {
     /// Size for a bus this peer creates.
     #[arg(long, default_value_t = 1 << 20)]
     size: u64,
+    /// Attach in NetBSD-compatible mode (locked reads, file-write wakeups).
+    #[arg(long)]
+    compat: bool,
     #[command(subcommand)]
     role: Role,
 }
@@ -56,7 +59,7 @@ fn main() {
     let cli = Cli::parse();
     let config = BusConfig {
         size: cli.size,
-        ..BusConfig::default()
+        netbsd_compat: cli.compat,
     };
     let bus = Bus::attach(&cli.bus, &config).unwrap_or_else(|e| {
         eprintln!("shmif-peer: {e}");
