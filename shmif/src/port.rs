@@ -323,14 +323,15 @@ impl PortSender {
         let ring = Ring::new(mem);
         let mut snap = repair_if_needed(&ring, acquired, counters);
         let mut bytes = 0u64;
+        let stamp = (self.shared.sender_id, sec, usec);
+        let mut next = None;
         for frame in frames {
-            if let Err(Corrupt(_)) =
-                write_record(&ring, &mut snap, frame, self.shared.sender_id, sec, usec)
-            {
+            if let Err(Corrupt(_)) = write_record(&ring, &mut snap, &mut next, frame, stamp) {
                 // The ring changed under us in a way no writer leaves it (a foreign process
                 // scribbled on it): re-format and write the frame into the fresh ring.
                 reset_ring(&ring, &mut snap, counters);
-                let _ = write_record(&ring, &mut snap, frame, self.shared.sender_id, sec, usec);
+                next = None;
+                let _ = write_record(&ring, &mut snap, &mut next, frame, stamp);
             }
             bytes += frame.len() as u64;
         }
@@ -355,33 +356,43 @@ fn check_frame(f: &[u8]) -> Result<(), SendError> {
     }
 }
 
+/// Where the next record goes and its number; carried through a batch so the writer does not
+/// re-read the header it has just written.
+type NextRecord = Option<(u32, u32)>;
+
 /// Appends one record after the newest and publishes it. Under the lock.
 fn write_record(
     ring: &Ring<'_>,
     snap: &mut HeaderSnapshot,
+    next: &mut NextRecord,
     frame: &[u8],
-    sender: u64,
-    sec: u32,
-    usec: u32,
+    stamp: (u64, u32, u32),
 ) -> Result<(), Corrupt> {
-    let prev = ring.read_header(snap.last);
-    let start = ring.next_record(snap.last)?;
+    let (sender, sec, usec) = stamp;
+    let (start, seq) = match *next {
+        Some(n) => n,
+        None => {
+            let prev = ring.read_header(snap.last);
+            (ring.next_record(snap.last)?, prev.seq.wrapping_add(1))
+        }
+    };
     let header = RecordHeader {
         len: frame.len() as u32,
         sec,
         usec,
-        seq: prev.seq.wrapping_add(1),
+        seq,
         sender,
     };
     let mut wrapped = false;
     let off = ring.write(snap, start, &header.encode(), &mut wrapped)?;
-    ring.write(snap, off, frame, &mut wrapped)?;
+    let end = ring.write(snap, off, frame, &mut wrapped)?;
     // Published only now: a writer killed above leaves the previous newest record in place.
     snap.last = start;
     if wrapped {
         snap.gen = snap.gen.wrapping_add(1);
     }
     ring.store(snap);
+    *next = Some((end, seq.wrapping_add(1)));
     Ok(())
 }
 
