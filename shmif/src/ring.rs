@@ -98,7 +98,7 @@ impl<'a> Ring<'a> {
     /// record before overwriting it).
     pub(crate) fn oldest(&self) -> Option<(u32, RecordHeader)> {
         let first = self.mem.word(OFF_FIRST);
-        for _ in 0..16 {
+        for _ in 0..256 {
             let f = first.load(Ordering::Acquire);
             // The never-wrapped sentinel (or garbage, which a writer will repair): offset 0.
             let off = if f >= self.size { 0 } else { f };
@@ -107,6 +107,7 @@ impl<'a> Ring<'a> {
             if first.load(Ordering::Acquire) == f {
                 return Some((off, header));
             }
+            std::hint::spin_loop();
         }
         None
     }

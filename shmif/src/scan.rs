@@ -296,11 +296,10 @@ impl SeqCursor {
     /// Positions after the newest record, as a freshly attached port starts.
     pub(crate) fn at_newest(ring: &Ring<'_>) -> SeqCursor {
         for _ in 0..16 {
-            let last = ring.last();
-            let newest = ring.read_header(last);
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-            if ring.last() == last && RecordHeader::classify_len(newest.len) != RecordKind::Oversize
-            {
+            let Some((last, newest)) = newest_record(ring) else {
+                continue;
+            };
+            if RecordHeader::classify_len(newest.len) != RecordKind::Oversize {
                 return SeqCursor {
                     off: ring.advance(last, RECORD_HEADER_SIZE as u32 + newest.len),
                     last_seq: newest.seq,
@@ -329,8 +328,12 @@ impl SeqCursor {
             0 => size,
             d => d,
         };
+        // Never go back over records already accounted for (a false alarm, such as a torn
+        // snapshot, must not deliver duplicates), and skip the older half of the ring.
+        let accounted = self.accounted;
+        let seen = |h: &RecordHeader| accounted.is_some_and(|a| !before(a, h.seq));
         let mut budget = size / RECORD_HEADER_SIZE as u32;
-        while behind(off) > size / 2 && budget > 0 {
+        while (seen(&header) || behind(off) > size / 2) && budget > 0 {
             if RecordHeader::classify_len(header.len) == RecordKind::Oversize {
                 break;
             }
@@ -389,8 +392,10 @@ pub(crate) fn scan_unlocked(
     verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
     counters: &Counters,
 ) -> bool {
-    let last = ring.last();
-    let newest = ring.read_header(last);
+    let Some((last, newest)) = newest_record(ring) else {
+        // Writers are publishing faster than we can look: come back.
+        return true;
+    };
     if RecordHeader::classify_len(newest.len) == RecordKind::Oversize {
         // Mid-repair or scribbled on: the next writer re-formats the ring.
         return false;
@@ -407,6 +412,7 @@ pub(crate) fn scan_unlocked(
         restarted = true;
     }
     let mut corrupt = 0;
+    let mut skipped_to = None;
     while cur.last_seq != newest.seq
         && staging.used < STAGING_BYTES
         && staging.records.len() < STAGING_RECORDS
@@ -425,6 +431,7 @@ pub(crate) fn scan_unlocked(
                 corrupt += 1;
                 cur.off = end_off;
                 cur.last_seq = newest.seq;
+                skipped_to = Some(newest.seq);
                 break;
             }
             if restarted || !cur.resync(ring, end_off, counters) {
@@ -441,6 +448,7 @@ pub(crate) fn scan_unlocked(
             corrupt += 1;
             cur.off = end_off;
             cur.last_seq = newest.seq;
+            skipped_to = Some(newest.seq);
             break;
         }
         let body_off = ring.advance(cur.off, RECORD_HEADER_SIZE as u32);
@@ -478,8 +486,33 @@ pub(crate) fn scan_unlocked(
     for rec in &staging.records {
         cur.account(rec, &mut tally);
     }
+    if let (Some(to), Some(from)) = (skipped_to, cur.accounted) {
+        // Records jumped over are lost now, not when (if ever) a later one arrives.
+        let gap = to.wrapping_sub(from);
+        if (gap as i32) > 0 {
+            tally.lost += gap as u64;
+            cur.accounted = Some(to);
+        }
+    }
     tally.flush(counters);
     true
+}
+
+/// The newest record and its offset, read so that they belong together: `last` must not move
+/// while its header is read (else a writer that lapped the ring meanwhile may have put other
+/// bytes there, even a record still being written).
+fn newest_record(ring: &Ring<'_>) -> Option<(u32, RecordHeader)> {
+    let mut last = ring.last();
+    for _ in 0..64 {
+        let header = ring.read_header(last);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        let again = ring.last();
+        if again == last {
+            return Some((last, header));
+        }
+        last = again;
+    }
+    None
 }
 
 /// Records numbered before this are no longer guaranteed intact, given the oldest intact
