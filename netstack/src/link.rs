@@ -2,12 +2,13 @@
 //!
 //! A shmif link is a bus [`shmif::Port`] owned by its own rx thread, which pushes every frame
 //! into the stack's event channel; the stack thread sends directly through the port's
-//! [`shmif::PortSender`]. The `LinkTx` trait lets unit tests capture frames instead.
+//! [`shmif::PortSender`], which also reads the port's bus counters at any time. The `LinkTx`
+//! trait lets unit tests capture frames instead.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
 
@@ -19,17 +20,20 @@ pub type LinkId = u64;
 
 /// How often the rx thread wakes up with nothing to read (to notice it should stop).
 const RX_POLL: Duration = Duration::from_millis(100);
-/// How often the rx thread reports port statistics when they change. `shmif::PortSender` has no
-/// `stats()`: only the rx thread's `Port` can read them, so it reports them by message.
-const STATS_EVERY: Duration = Duration::from_millis(200);
-
 pub trait LinkTx: Send {
     fn send(&self, frame: &[u8]) -> Result<(), String>;
+    /// The link's bus counters as of now (zero for links without a bus).
+    fn stats(&self) -> shmif::Stats {
+        shmif::Stats::default()
+    }
 }
 
 impl LinkTx for shmif::PortSender {
     fn send(&self, frame: &[u8]) -> Result<(), String> {
         shmif::PortSender::send(self, frame).map_err(|e| e.to_string())
+    }
+    fn stats(&self) -> shmif::Stats {
+        shmif::PortSender::stats(self)
     }
 }
 
@@ -41,15 +45,25 @@ pub struct Link {
     pub linkstr: PathBuf,
     tx: Box<dyn LinkTx>,
     stop: Arc<AtomicBool>,
-    /// Latest statistics the rx thread reported.
-    pub port_stats: shmif::Stats,
-    /// Frames the rx thread dropped because the stack's queue was full.
-    pub rx_queue_drops: u64,
+    /// Frames the rx thread dropped because the stack's queue was full (it increments this).
+    rx_queue_drops: Arc<AtomicU64>,
+    /// How many of those the stack has already counted as `DropReason::RxQueueFull`.
+    pub(crate) rx_queue_drops_counted: u64,
 }
 
 impl Link {
     pub fn send(&self, frame: &[u8]) -> Result<(), String> {
         self.tx.send(frame)
+    }
+
+    /// The port's bus counters, read now (they are atomics the port updates as it goes).
+    pub fn port_stats(&self) -> shmif::Stats {
+        self.tx.stats()
+    }
+
+    /// Frames the rx thread dropped so far because the stack's queue was full.
+    pub fn rx_queue_drops(&self) -> u64 {
+        self.rx_queue_drops.load(Ordering::Relaxed)
     }
 
     /// A link that hands frames to `tx` and receives nothing by itself (unit tests).
@@ -60,8 +74,8 @@ impl Link {
             linkstr: PathBuf::from(linkstr),
             tx,
             stop: Arc::new(AtomicBool::new(false)),
-            port_stats: shmif::Stats::default(),
-            rx_queue_drops: 0,
+            rx_queue_drops: Arc::new(AtomicU64::new(0)),
+            rx_queue_drops_counted: 0,
         }
     }
 
@@ -77,10 +91,12 @@ impl Link {
         let tx = port.sender();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_rx = stop.clone();
+        let rx_queue_drops = Arc::new(AtomicU64::new(0));
+        let drops = rx_queue_drops.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("rx-{}", path.display()))
             .stack_size(64 * 1024)
-            .spawn(move || rx_loop(id, port, events, &stop_rx));
+            .spawn(move || rx_loop(id, port, events, &stop_rx, &drops));
         if let Err(e) = spawned {
             return Err(shmif::BusError::Io {
                 path: path.to_path_buf(),
@@ -93,8 +109,8 @@ impl Link {
             linkstr: path.to_path_buf(),
             tx: Box::new(tx),
             stop,
-            port_stats: shmif::Stats::default(),
-            rx_queue_drops: 0,
+            rx_queue_drops,
+            rx_queue_drops_counted: 0,
         })
     }
 }
@@ -106,33 +122,23 @@ impl Drop for Link {
     }
 }
 
-fn rx_loop(id: LinkId, mut port: shmif::Port, events: Sender<Event>, stop: &AtomicBool) {
+fn rx_loop(
+    id: LinkId,
+    mut port: shmif::Port,
+    events: Sender<Event>,
+    stop: &AtomicBool,
+    drops: &AtomicU64,
+) {
     let mut buf = vec![0u8; 2048];
-    let mut drops = 0u64;
-    let mut reported = (shmif::Stats::default(), 0u64);
-    let mut last_report = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some(r) = port.recv(&mut buf, RX_POLL) {
             let frame = buf[..r.len].to_vec();
             match events.try_send(Event::Frame { link: id, frame }) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) => drops += 1,
-                Err(TrySendError::Disconnected(_)) => return,
-            }
-        }
-        if last_report.elapsed() >= STATS_EVERY {
-            last_report = Instant::now();
-            let now = (port.stats(), drops);
-            if now != reported {
-                reported = now;
-                let ev = Event::LinkStats {
-                    link: id,
-                    stats: now.0,
-                    rx_queue_drops: now.1,
-                };
-                if let Err(TrySendError::Disconnected(_)) = events.try_send(ev) {
-                    return;
+                Err(TrySendError::Full(_)) => {
+                    drops.fetch_add(1, Ordering::Relaxed);
                 }
+                Err(TrySendError::Disconnected(_)) => return,
             }
         }
     }

@@ -25,11 +25,6 @@ pub enum Event {
         link: LinkId,
         frame: Vec<u8>,
     },
-    LinkStats {
-        link: LinkId,
-        stats: shmif::Stats,
-        rx_queue_drops: u64,
-    },
     Command {
         req: Request,
         reply: Sender<Reply>,
@@ -147,11 +142,6 @@ fn handle(stack: &mut Stack, ev: Event) -> bool {
                 stack.stats.drop(crate::stats::DropReason::InternalError);
             }
         }
-        Event::LinkStats {
-            link,
-            stats,
-            rx_queue_drops,
-        } => stack.handle_link_stats(link, stats, rx_queue_drops),
         Event::Command {
             req,
             reply,

@@ -73,6 +73,51 @@ fn two_nodes_resolve_arp_and_ping_both_ways() {
     assert!(v.contains("bus: sent "), "{v}");
 }
 
+/// The bus counters are read from the port when `ifconfig -v` runs, so right after a ping they
+/// account for every frame the stack sent and received.
+#[test]
+fn ifconfig_v_bus_counters_match_the_frames_a_ping_moved() {
+    let dir = tempdir();
+    let bus = dir.path().join("bus");
+    let a = Node::start(dir.path(), "a");
+    let b = Node::start(dir.path(), "b");
+    a.iface("shmif0", &bus, "10.0.0.1/24");
+    b.iface("shmif0", &bus, "10.0.0.2/24");
+    let out = a.ok("ping -c 3 -i 0.05 10.0.0.2");
+    assert!(out.contains("3 packets received"), "{out}");
+
+    let v = a.json("ifconfig -v shmif0");
+    let (c, bs) = (&v["counters"], &v["bus"]);
+    let n = |x: &serde_json::Value| x.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+    // Every frame the stack sent went onto the bus: 3 echo requests plus ARP.
+    assert!(n(&bs["sent"]) >= 4, "{v}");
+    assert_eq!(n(&bs["sent"]), n(&c["opackets"]), "{v}");
+    assert_eq!(n(&bs["sent_bytes"]), n(&c["obytes"]), "{v}");
+    // Everything the port received reached the stack: 3 echo replies plus ARP.
+    assert!(n(&bs["received"]) >= 4, "{v}");
+    assert_eq!(n(&bs["received"]), n(&c["ipackets"]), "{v}");
+    assert_eq!(n(&bs["received_bytes"]), n(&c["ibytes"]), "{v}");
+    assert_eq!(n(&bs["rx_queue_drops"]), 0, "{v}");
+    // The peer got what a sent it (it attached after a's gratuitous ARP, so at most one less).
+    let vb = b.json("ifconfig -v shmif0");
+    let b_received = n(&vb["bus"]["received"]);
+    assert!(
+        b_received + 1 >= n(&bs["sent"]) && b_received <= n(&bs["sent"]),
+        "a: {v}\nb: {vb}"
+    );
+
+    let text = a.ok("ifconfig -v shmif0");
+    let line = format!(
+        "bus: sent {} ({} bytes), received {} ({} bytes)",
+        n(&bs["sent"]),
+        n(&bs["sent_bytes"]),
+        n(&bs["received"]),
+        n(&bs["received_bytes"])
+    );
+    assert!(text.contains(&line), "{text}");
+    assert_eq!(a.drops("rx_queue_full"), 0);
+}
+
 #[test]
 fn ping_json_streams_replies_and_a_summary() {
     let dir = tempdir();

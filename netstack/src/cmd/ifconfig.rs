@@ -111,7 +111,7 @@ fn info(i: &Iface, verbose: bool) -> IfInfo {
             .collect(),
         counters: verbose.then_some(i.counters),
         bus: i.link.as_ref().filter(|_| verbose).map(|l| {
-            let s = l.port_stats;
+            let s = l.port_stats();
             BusStats {
                 sent: s.sent,
                 sent_bytes: s.sent_bytes,
@@ -123,7 +123,7 @@ fn info(i: &Iface, verbose: bool) -> IfInfo {
                 resyncs: s.resyncs,
                 lock_recoveries: s.lock_recoveries,
                 ring_resets: s.ring_resets,
-                rx_queue_drops: l.rx_queue_drops,
+                rx_queue_drops: l.rx_queue_drops(),
             }
         }),
     }

@@ -125,7 +125,8 @@ struct StatsJson<'a> {
     reassembly_in_progress: usize,
 }
 
-fn protocol_stats(stack: &Stack, json: bool, out: &Output) {
+fn protocol_stats(stack: &mut Stack, json: bool, out: &Output) {
+    stack.collect_link_drops();
     let s = &stack.stats;
     if json {
         return out.json(&StatsJson {

@@ -246,6 +246,7 @@ impl Stack {
     }
 
     pub fn destroy_iface(&mut self, name: &str) -> Result<(), IfError> {
+        self.collect_link_drops();
         let pos = self
             .ifaces
             .iter()
@@ -258,6 +259,7 @@ impl Stack {
 
     /// Attaches `name` to the bus file at `path` (replacing any previous link).
     pub fn attach_bus(&mut self, name: &str, path: &Path) -> Result<(), IfError> {
+        self.collect_link_drops();
         let id = self.next_link;
         let events = self.events.clone();
         let iface = self.iface_mut(name)?;
@@ -301,6 +303,7 @@ impl Stack {
     }
 
     pub fn detach(&mut self, name: &str) -> Result<(), IfError> {
+        self.collect_link_drops();
         let iface = self.iface_mut(name)?;
         iface.link = None;
         let index = iface.index;
@@ -389,13 +392,15 @@ impl Stack {
         self.drain_loopback(now);
     }
 
-    pub fn handle_link_stats(&mut self, link: LinkId, stats: shmif::Stats, rx_queue_drops: u64) {
+    /// Counts the frames rx threads dropped on a full queue since the last call as
+    /// `RxQueueFull`. Called before counters are shown and before a link goes away.
+    pub fn collect_link_drops(&mut self) {
         for i in &mut self.ifaces {
-            if let Some(l) = i.link.as_mut().filter(|l| l.id == link) {
-                let new_drops = rx_queue_drops.saturating_sub(l.rx_queue_drops);
-                self.stats.drops[crate::stats::DropReason::RxQueueFull as usize] += new_drops;
-                l.port_stats = stats;
-                l.rx_queue_drops = rx_queue_drops;
+            if let Some(l) = i.link.as_mut() {
+                let total = l.rx_queue_drops();
+                let new = total.saturating_sub(l.rx_queue_drops_counted);
+                l.rx_queue_drops_counted = total;
+                self.stats.drops[crate::stats::DropReason::RxQueueFull as usize] += new;
             }
         }
     }
