@@ -1,5 +1,6 @@
-//! The lab lifecycle and its faults, with real processes: the fake node (a Python stand-in that
-//! speaks the control protocol) so these tests pin labctl's behaviour whatever the node can do.
+//! The lab lifecycle and its faults, with real `netstack` nodes on real buses. Faults the
+//! daemon cannot produce by itself (a slow start, a start that fails) come from a shell wrapper
+//! that does the fault and then `exec`s the real binary, so the node under test is always real.
 
 mod common;
 
@@ -7,7 +8,7 @@ use common::*;
 
 #[test]
 fn up_exec_down_leaves_nothing_behind() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("basic"));
     let out = env.ok(&["up", &topo]);
     assert!(out.contains("h1") && out.contains("10.0.0.2/24"), "{out}");
@@ -20,16 +21,28 @@ fn up_exec_down_leaves_nothing_behind() {
     assert_eq!(mode & 0o777, 0o700);
     assert!(dir.join("lan.bus").is_file());
 
-    // The node received its configuration in order.
-    let log = std::fs::read_to_string(dir.join("h1.log")).unwrap();
-    let want = format!(
-        "ifconfig shmif0 create\nifconfig shmif0 linkstr {}\nifconfig shmif0 inet 10.0.0.1/24\nifconfig shmif0 up\n",
-        std::fs::canonicalize(&dir).unwrap().join("lan.bus").display()
-    );
-    assert_eq!(log, want);
+    // The node received its configuration, exactly and in order (the node logs each command).
+    let bus = std::fs::canonicalize(&dir).unwrap().join("lan.bus");
+    let want: Vec<Vec<String>> = [
+        vec!["ifconfig", "shmif0", "create"],
+        vec!["ifconfig", "shmif0", "linkstr", bus.to_str().unwrap()],
+        vec!["ifconfig", "shmif0", "inet", "10.0.0.1/24"],
+        vec!["ifconfig", "shmif0", "up"],
+    ]
+    .iter()
+    .map(|v| v.iter().map(|s| s.to_string()).collect())
+    .collect();
+    assert_eq!(logged_commands(&dir.join("h1.log")), want);
 
+    // The node's own view agrees.
     let out = env.ok(&["exec", "basic", "h1", "--", "ifconfig", "-a"]);
-    assert_eq!(out, "fake: ifconfig -a\n");
+    assert!(out.starts_with("shmif0: flags="), "{out}");
+    assert!(out.contains("<UP,"), "{out}");
+    assert!(
+        out.contains(&format!("linkstr: {}", bus.display())),
+        "{out}"
+    );
+    assert!(out.contains("inet 10.0.0.1/24"), "{out}");
     // The lab name may be left out when one lab is up.
     let out = env.ok(&["exec", "h2", "--", "ping", "-c", "1", "10.0.0.1"]);
     assert!(out.contains("1 packets received"), "{out}");
@@ -47,18 +60,37 @@ fn up_exec_down_leaves_nothing_behind() {
 
 #[test]
 fn exec_exits_with_the_node_command_status() {
-    let Some(env) = Env::with_fake() else { return };
-    let env = env.env("FAKE_UNREACHABLE", "10.0.0.99");
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("status"));
     env.ok(&["up", &topo]);
-    let out = env.run(&["exec", "status", "h1", "--", "ping", "10.0.0.99"]);
+    // Nobody has 10.0.0.99: NetBSD ping exits 2 when no reply came back.
+    let out = env.run(&[
+        "exec",
+        "status",
+        "h1",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "0.2",
+        "10.0.0.99",
+    ]);
     assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 packets transmitted, 0 packets received"),
+        "{stdout}"
+    );
+    // Bad usage is the node's status 64, passed through unchanged.
+    let out = env.run(&["exec", "status", "h1", "--", "ping", "-c", "x", "10.0.0.2"]);
+    assert_eq!(out.status.code(), Some(64));
     env.ok(&["down", "status"]);
 }
 
 #[test]
 fn up_refuses_a_lab_that_is_already_up() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("twice"));
     env.ok(&["up", &topo]);
     let pids = env.pids("twice");
@@ -71,9 +103,8 @@ fn up_refuses_a_lab_that_is_already_up() {
 
 #[test]
 fn up_without_a_node_binary_fails_cleanly() {
-    let Some(mut env) = Env::with_fake() else {
-        return;
-    };
+    // Nothing is started, so no node binary is needed at all.
+    let mut env = Env::new(std::path::PathBuf::new());
     env.node_bin = env.scratch.path().join("no-such-netstack");
     let topo = env.topo("t.toml", &two_hosts("nobin"));
     let err = env.fails(&["up", &topo]);
@@ -84,7 +115,7 @@ fn up_without_a_node_binary_fails_cleanly() {
 
 #[test]
 fn up_in_an_unusable_lab_dir_fails_cleanly() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("nodir"));
     // A regular file where the lab's directory should go: not writable for anyone, root too.
     let blocker = env.scratch.path().join("blocker");
@@ -110,44 +141,96 @@ fn up_in_an_unusable_lab_dir_fails_cleanly() {
 
 #[test]
 fn failed_configuration_names_node_and_command_and_stops_everything() {
-    let Some(env) = Env::with_fake() else { return };
-    let env = env.env("FAKE_FAIL_ON", "inet 10.0.0.3/24");
-    let topo = env.topo("t.toml", &hosts_on_a_bus("badcfg", 4));
+    let Some(env) = Env::real() else { return };
+    // h3 asks for a sysctl the real node does not have; the other three configure fine.
+    let topo = env.topo(
+        "t.toml",
+        &hosts_on_a_bus("badcfg", 4).replace(
+            "[nodes.h4]",
+            "sysctl = { \"net.inet.ip.bogus\" = 1 }\n[nodes.h4]",
+        ),
+    );
     let out = env.run(&["up", &topo]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("node h3: `ifconfig shmif0 inet 10.0.0.3/24` failed with status 1: fake: ifconfig shmif0 inet 10.0.0.3/24: refused"),
+        err.contains("node h3: `sysctl -w net.inet.ip.bogus=1` failed with status 1: sysctl: net.inet.ip.bogus: no such variable"),
         "{err}"
     );
+    // Only h3 failed.
+    assert_eq!(err.matches("node h").count(), 1, "{err}");
     assert!(err.contains("nothing was left running"), "{err}");
     assert!(!env.lab_dir("badcfg").exists());
-    // No fake node of this test survives.
-    let leftover = std::process::Command::new("pgrep")
-        .args(["-f", env.base.path().to_str().unwrap()])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    assert!(leftover.trim().is_empty(), "processes left: {leftover}");
+    // No node of this test survives.
+    assert!(no_process_mentions(env.base.path()));
+}
+
+/// Real nodes that die before opening their control socket: each is given a start-up config
+/// file whose one command the node rejects, so it exits with its own error message.
+fn env_with_nodes_dying_at_start() -> Option<Env> {
+    let env = Env::real()?;
+    let conf = env.scratch.path().join("bad.conf");
+    std::fs::write(&conf, "sysctl -w net.inet.ip.bogus=1\n").expect("writing bad.conf");
+    let args = format!("--config '{}'", conf.display());
+    Env::real_wrapped_in(env, "", &args)
 }
 
 #[test]
 fn node_dying_at_start_is_reported_with_its_log() {
-    let Some(env) = Env::with_fake() else { return };
-    let env = env.env("FAKE_DIE_AT_START", "1");
+    let Some(env) = env_with_nodes_dying_at_start() else {
+        return;
+    };
     let topo = env.topo("t.toml", &two_hosts("dies"));
     let err = env.fails(&["up", &topo]);
+    for node in ["h1", "h2"] {
+        assert!(
+            err.contains(&format!(
+                "node {node}: exited before opening its control socket"
+            )),
+            "{err}"
+        );
+    }
+    // The node's own last words are quoted.
     assert!(
-        err.contains("exited before opening its control socket"),
+        err.contains("bad.conf:1: \"sysctl -w net.inet.ip.bogus=1\" failed with status 1"),
         "{err}"
     );
-    assert!(err.contains("told to die at start"), "{err}");
     assert!(!env.lab_dir("dies").exists());
 }
 
 #[test]
+fn slow_starting_node_is_waited_for() {
+    let Some(env) = Env::real_wrapped("sleep 1", "") else {
+        return;
+    };
+    let topo = env.topo("t.toml", &two_hosts("slow"));
+    let out = env.ok(&["up", &topo]);
+    assert!(out.contains("lab slow is up"), "{out}");
+    // Up returned only once the nodes were configured.
+    let out = env.ok(&["exec", "slow", "h1", "--", "ping", "-c", "1", "10.0.0.2"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    env.ok(&["down", "slow"]);
+}
+
+#[test]
+fn node_that_never_answers_times_out_and_is_stopped() {
+    let Some(env) = Env::real_wrapped(SLEEP_30_UNTIL_TERM, "") else {
+        return;
+    };
+    let topo = env.topo("t.toml", &two_hosts("mute"));
+    let err = env.fails(&["up", &topo, "--timeout", "0.5"]);
+    assert!(
+        err.contains("node h1: no answer on") && err.contains("within 500ms"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was left running"), "{err}");
+    assert!(!env.lab_dir("mute").exists());
+    assert!(no_process_mentions(env.base.path()));
+}
+
+#[test]
 fn down_after_kill_9_of_half_the_nodes() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &hosts_on_a_bus("crashy", 6));
     env.ok(&["up", &topo]);
     let pids = env.pids("crashy");
@@ -168,7 +251,7 @@ fn down_after_kill_9_of_half_the_nodes() {
 
 #[test]
 fn exec_to_a_dead_node_is_a_clear_error() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("deadnode"));
     env.ok(&["up", &topo]);
     let pids = env.pids("deadnode");
@@ -197,7 +280,7 @@ fn exec_to_a_dead_node_is_a_clear_error() {
 
 #[test]
 fn two_labs_run_at_once_without_interference() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let a = env.topo("a.toml", &two_hosts("lab-a"));
     let b = env.topo("b.toml", &two_hosts("lab-b"));
     env.ok(&["up", &a]);
@@ -221,8 +304,8 @@ fn two_labs_run_at_once_without_interference() {
 
 #[test]
 fn test_command_reports_each_check_and_writes_junit() {
-    let Some(env) = Env::with_fake() else { return };
-    let env = env.env("FAKE_UNREACHABLE", "10.0.0.77");
+    let Some(env) = Env::real() else { return };
+    // Nobody on the bus has 10.0.0.77.
     let topo = env.topo(
         "t.toml",
         &format!(
@@ -233,7 +316,7 @@ ping = {{ from = "h1", to = "10.0.0.77" }}
 [[checks]]
 ping = {{ from = "h1", to = "10.0.0.77", expect = "failure" }}
 [[checks]]
-exec = {{ node = "h2", cmd = ["ifconfig", "-a"], output = "^fake: ifconfig -a$" }}
+exec = {{ node = "h2", cmd = ["ifconfig", "-a"], output = "^shmif0: flags=.*<UP,(.|\\n)*inet 10\\.0\\.0\\.2/24" }}
 [[checks]]
 exec = {{ node = "h2", cmd = "ifconfig -a", output = "nomatch" }}
 "#,
@@ -269,7 +352,7 @@ exec = {{ node = "h2", cmd = "ifconfig -a", output = "nomatch" }}
 
 #[test]
 fn test_keep_leaves_the_lab_up() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("kept"));
     env.ok(&["test", &topo, "--keep"]);
     let pids = env.pids("kept");
@@ -279,7 +362,7 @@ fn test_keep_leaves_the_lab_up() {
 
 #[test]
 fn down_keep_keeps_buses_and_logs_but_not_sockets() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("keepfiles"));
     env.ok(&["up", &topo]);
     env.ok(&["down", "keepfiles", "--keep"]);
@@ -296,35 +379,45 @@ fn down_keep_keeps_buses_and_logs_but_not_sockets() {
 
 #[test]
 fn expect_on_bus_fails_when_the_bus_stays_silent() {
-    let Some(env) = Env::with_fake() else { return };
-    // The fake node sends nothing, so nothing can be seen on the bus.
+    let Some(env) = Env::real() else { return };
+    // h1 also sits on bus "quiet", where the ping between h1 and h2 never goes.
     let topo = env.topo(
         "t.toml",
         r#"name = "silent"
+[buses.quiet]
 [nodes.h1]
-interfaces = [{ bus = "lan", addrs = ["10.0.0.1/24"] }]
+interfaces = [
+    { bus = "lan", addrs = ["10.0.0.1/24"] },
+    { bus = "quiet", addrs = ["10.0.9.1/24"] },
+]
 [nodes.h2]
 interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24"] }]
 [[checks]]
 ping = { from = "h1", to = "10.0.0.2" }
-expect_on_bus = { bus = "lan", proto = "icmp" }
+expect_on_bus = { bus = "quiet", proto = "icmp" }
 [[checks]]
 ping = { from = "h1", to = "10.0.0.2" }
 expect_on_bus = { bus = "lan", proto = "esp", present = false }
+[[checks]]
+ping = { from = "h1", to = "10.0.0.2" }
+expect_on_bus = { bus = "lan", proto = "icmp", src = "10.0.0.1", dst = "10.0.0.2" }
 "#,
     );
     let out = env.run(&["test", &topo]);
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("FAIL [1/2]") && stdout.contains("expected icmp on bus lan, saw none"),
+        stdout.contains("FAIL [1/3]") && stdout.contains("expected icmp on bus quiet, saw none"),
         "{stdout}"
     );
-    assert!(stdout.contains("PASS [2/2]"), "{stdout}");
+    assert!(stdout.contains("PASS [2/3]"), "{stdout}");
+    // The watcher does see the real echo requests on the bus they cross.
+    assert!(stdout.contains("PASS [3/3]"), "{stdout}");
 }
 
 #[test]
 fn lifetime_capture_and_capture_and_dump_write_pcap_of_bus_frames() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo(
         "t.toml",
         &two_hosts("pcaps").replace("[nodes.h1]", "[buses.lan]\ncapture = true\n[nodes.h1]"),
@@ -360,34 +453,73 @@ fn lifetime_capture_and_capture_and_dump_write_pcap_of_bus_frames() {
     }
     assert!(live.wait().unwrap().success());
     let bytes = std::fs::read(&pcap).unwrap();
-    assert_eq!(
-        bytes.len(),
-        24 + 3 * (16 + 60),
-        "pcap header and three records"
-    );
     let magic = u32::from_be_bytes(bytes[..4].try_into().unwrap());
     assert!(
         magic == 0xa1b2c3d4 || magic == 0xd4c3b2a1,
         "pcap magic {magic:#x}"
     );
+    // The live capture started after up: exactly our three frames.
+    assert_eq!(
+        bytes.len(),
+        24 + 3 * (16 + 60),
+        "pcap header and three records"
+    );
+    assert_eq!(pcap_frames(&bytes), vec![frame.clone(); 3]);
 
+    // The ring, and the lifetime capture from the bus's first frame on, also hold the one
+    // gratuitous ARP each real node sends when its interface comes up, before ours.
+    let is_announcement = |f: &Vec<u8>| {
+        f.len() == 42 && f[..6] == [0xff; 6] && f[12..14] == [0x08, 0x06] && f[28..32] == f[38..42]
+    };
+    let check_all = |frames: Vec<Vec<u8>>, what: &str| {
+        assert_eq!(frames.len(), 5, "{what}: {frames:?}");
+        assert!(
+            frames[..2].iter().all(is_announcement),
+            "{what}: {frames:?}"
+        );
+        let announced: std::collections::BTreeSet<&[u8]> =
+            frames[..2].iter().map(|f| &f[28..32]).collect();
+        let want: std::collections::BTreeSet<&[u8]> = [&[10, 0, 0, 1][..], &[10, 0, 0, 2]].into();
+        assert_eq!(announced, want, "{what}");
+        assert_eq!(frames[2..], vec![frame.clone(); 3], "{what}");
+    };
     let dump = env.scratch.path().join("dump.pcap");
     env.ok(&["dump", "pcaps", "lan", "-w", dump.to_str().unwrap()]);
-    assert_eq!(std::fs::read(&dump).unwrap().len(), 24 + 3 * (16 + 60));
+    check_all(pcap_frames(&std::fs::read(&dump).unwrap()), "dump");
 
     env.ok(&["down", "pcaps", "--keep"]);
     let lifetime = std::fs::read(env.lab_dir("pcaps").join("lan.pcap")).unwrap();
-    assert_eq!(
-        lifetime.len(),
-        24 + 3 * (16 + 60),
-        "lifetime capture saw all frames"
-    );
+    check_all(pcap_frames(&lifetime), "lifetime capture");
+}
+
+/// The frames of a classic pcap file (either byte order), checking each record's lengths.
+fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let swapped = u32::from_le_bytes(bytes[..4].try_into().unwrap()) != 0xa1b2c3d4;
+    let u32_at = |i: usize| {
+        let b: [u8; 4] = bytes[i..i + 4].try_into().unwrap();
+        if swapped {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at < bytes.len() {
+        let (incl, orig) = (u32_at(at + 8) as usize, u32_at(at + 12) as usize);
+        assert_eq!(incl, orig, "record at {at} is truncated");
+        frames.push(bytes[at + 16..at + 16 + incl].to_vec());
+        at += 16 + incl;
+    }
+    assert_eq!(at, bytes.len(), "trailing bytes");
+    frames
 }
 
 #[test]
 fn ctrl_c_during_up_stops_everything_it_started() {
-    let Some(env) = Env::with_fake() else { return };
-    let env = env.env("FAKE_START_DELAY", "30");
+    let Some(env) = Env::real_wrapped(SLEEP_30_UNTIL_TERM, "") else {
+        return;
+    };
     let topo = env.topo("t.toml", &hosts_on_a_bus("interrupted", 4));
     let child = env
         .labctl()
@@ -415,11 +547,12 @@ fn ctrl_c_during_up_stops_everything_it_started() {
     );
     assert!(all_gone(&pids));
     assert!(!env.lab_dir("interrupted").exists());
+    assert!(no_process_mentions(env.base.path()));
 }
 
 #[test]
 fn down_by_file_works_even_after_the_file_stopped_validating() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("edited"));
     env.ok(&["up", &topo]);
     let pids = env.pids("edited");
@@ -432,12 +565,15 @@ fn down_by_file_works_even_after_the_file_stopped_validating() {
 
 #[test]
 fn exec_stdin_flag_sends_standard_input_to_the_command() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("stdin"));
     env.ok(&["up", &topo]);
+    // No node command reads standard input yet (setkey -c will), so a relay in front of h1's
+    // real control socket records the request labctl sends, and the real node answers it.
+    let relay = RecordingRelay::install(&env, "stdin", "h1");
     let mut child = env
         .labctl()
-        .args(["exec", "-i", "stdin", "h1", "--", "cat"])
+        .args(["exec", "-i", "stdin", "h1", "--", "ifconfig", "shmif0"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -451,13 +587,26 @@ fn exec_stdin_flag_sends_standard_input_to_the_command() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "flush;\nspdflush;\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("shmif0: flags="), "{stdout}");
+    let requests = relay.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(
+        requests[0]["argv"],
+        serde_json::json!(["ifconfig", "shmif0"])
+    );
+    assert_eq!(requests[0]["stdin"], "flush;\nspdflush;\n");
+    // Without -i no stdin is sent.
+    env.ok(&["exec", "stdin", "h1", "--", "ifconfig", "shmif0"]);
+    let requests = relay.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests[1]["stdin"].is_null(), "{requests:?}");
     env.ok(&["down", "stdin"]);
 }
 
 #[test]
 fn up_with_dir_links_the_lab_and_down_removes_both() {
-    let Some(env) = Env::with_fake() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("elsewhere"));
     let dir = env.scratch.path().join("my-lab-dir");
     let out = env.ok(&["up", &topo, "--dir", dir.to_str().unwrap()]);
@@ -473,8 +622,9 @@ fn up_with_dir_links_the_lab_and_down_removes_both() {
 
 #[test]
 fn test_writes_junit_even_when_up_fails() {
-    let Some(env) = Env::with_fake() else { return };
-    let env = env.env("FAKE_DIE_AT_START", "1");
+    let Some(env) = env_with_nodes_dying_at_start() else {
+        return;
+    };
     let topo = env.topo("t.toml", &two_hosts("upfail"));
     let junit = env.scratch.path().join("junit.xml");
     env.fails(&["test", &topo, "--junit", junit.to_str().unwrap()]);
@@ -484,4 +634,88 @@ fn test_writes_junit_even_when_up_fails() {
         xml.contains("name=\"up\"") && xml.contains("exited before opening"),
         "{xml}"
     );
+}
+
+/// Wrapper prelude for a node that takes 30 s to start, and stops at once (its `sleep` too)
+/// when labctl sends SIGTERM meanwhile.
+const SLEEP_30_UNTIL_TERM: &str = "trap 'kill $pid 2>/dev/null; exit 143' TERM INT\n\
+                                   sleep 30 & pid=$!\n\
+                                   wait $pid";
+
+/// The commands a real node logged having run (`INFO command ["ifconfig", ...]` lines).
+fn logged_commands(log: &std::path::Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(" command ").map(|(_, argv)| argv))
+        .map(|argv| serde_json::from_str(argv).expect("argv logged as a list of strings"))
+        .collect()
+}
+
+/// A Unix-socket relay put in front of a real node's control socket (by pointing the node's
+/// `socket` in `state.json` at it): it forwards both ways unchanged and keeps a copy of what
+/// clients sent.
+struct RecordingRelay {
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl RecordingRelay {
+    fn install(env: &Env, lab: &str, node: &str) -> RecordingRelay {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let mut state = env.state(lab);
+        let entry = state["nodes"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|n| n["name"] == node)
+            .expect("node in state.json");
+        let real = std::path::PathBuf::from(entry["socket"].as_str().unwrap());
+        let relay = env.scratch.path().join("relay.sock");
+        entry["socket"] = relay.to_str().unwrap().into();
+        let listener = UnixListener::bind(&relay).unwrap();
+        std::fs::write(
+            env.lab_dir(lab).join("state.json"),
+            serde_json::to_string_pretty(&state).unwrap(),
+        )
+        .unwrap();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = sent.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { break };
+                let Ok(mut node) = UnixStream::connect(&real) else {
+                    break;
+                };
+                let (mut from_node, mut to_client) =
+                    (node.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_node, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Write);
+                });
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = client.read(&mut buf) {
+                        // Recorded before it is forwarded, so before the node can answer.
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if node.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = node.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        RecordingRelay { sent }
+    }
+
+    /// The requests clients sent so far, one JSON value per line.
+    fn requests(&self) -> Vec<serde_json::Value> {
+        String::from_utf8(self.sent.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("request line is JSON"))
+            .collect()
+    }
 }

@@ -5,18 +5,8 @@ mod common;
 
 use common::*;
 
-fn real_env() -> Option<Env> {
-    match real_netstack() {
-        Some(bin) => Some(Env::new(bin)),
-        None => {
-            skip("the netstack binary is not built and `cargo build -p netstack` failed");
-            None
-        }
-    }
-}
-
 fn run_topology(file: &str) {
-    let Some(env) = real_env() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = repo_root().join("topologies").join(file);
     let junit = env.scratch.path().join("junit.xml");
     let out = env
@@ -63,7 +53,7 @@ fn campus_topology_passes_its_checks() {
 
 #[test]
 fn exec_streams_real_node_output_and_status() {
-    let Some(env) = real_env() else { return };
+    let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("realexec"));
     env.ok(&["up", &topo]);
     let out = env.ok(&[
@@ -85,7 +75,7 @@ fn exec_streams_real_node_output_and_status() {
 
 #[test]
 fn capture_to_stdout_streams_into_tcpdump() {
-    let Some(env) = real_env() else { return };
+    let Some(env) = Env::real() else { return };
     if std::process::Command::new("tcpdump")
         .arg("--version")
         .output()
@@ -136,7 +126,7 @@ fn capture_to_stdout_streams_into_tcpdump() {
 
 #[test]
 fn pcapng_capture_reads_back_in_tcpdump() {
-    let Some(env) = real_env() else { return };
+    let Some(env) = Env::real() else { return };
     if std::process::Command::new("tcpdump")
         .arg("--version")
         .output()

@@ -1,7 +1,7 @@
 //! Shared helpers for labctl's integration tests: a private lab base dir per test, the labctl
-//! binary, the fake node (a Python stand-in speaking the control protocol) and the real
-//! `netstack` binary. Tests that need something missing skip with a message, or fail when
-//! `SHMLAB_REQUIRE_ALL=1`.
+//! binary and the real `netstack` binary, alone or behind a shell wrapper that injects a fault
+//! (a slow start, extra arguments) before it `exec`s the real node. Tests that need something
+//! missing skip with a message, or fail when `SHMLAB_REQUIRE_ALL=1`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -22,22 +22,6 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("workspace root")
         .to_path_buf()
-}
-
-/// The fake node, if python3 is there to run it.
-pub fn fake_node() -> Option<PathBuf> {
-    let ok = Command::new("python3")
-        .arg("-c")
-        .arg("pass")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    ok.then(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests")
-            .join("fixtures")
-            .join("fake_netstack.py")
-    })
 }
 
 /// The real `netstack` binary: beside the test's target dir, built once if missing.
@@ -79,7 +63,6 @@ pub struct Env {
     pub base: tempfile::TempDir,
     pub scratch: tempfile::TempDir,
     pub node_bin: PathBuf,
-    pub extra_env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -91,23 +74,42 @@ impl Env {
                 .expect("tempdir"),
             scratch: tempfile::tempdir().expect("tempdir"),
             node_bin,
-            extra_env: Vec::new(),
         }
     }
 
-    pub fn with_fake() -> Option<Env> {
-        match fake_node() {
-            Some(p) => Some(Env::new(p)),
+    /// An environment whose nodes are the real `netstack` (skips when it cannot be built).
+    pub fn real() -> Option<Env> {
+        match real_netstack() {
+            Some(bin) => Some(Env::new(bin)),
             None => {
-                skip("python3 is not installed, so the fake node cannot run");
+                skip("the netstack binary is not built and `cargo build -p netstack` failed");
                 None
             }
         }
     }
 
-    pub fn env(mut self, k: &str, v: &str) -> Env {
-        self.extra_env.push((k.into(), v.into()));
-        self
+    /// Real nodes started through a `/bin/sh` wrapper: `prelude` (shell lines) runs first, then
+    /// the wrapper `exec`s the real netstack with labctl's arguments followed by `extra_args`
+    /// (already shell-quoted). The node under test is always the real one.
+    pub fn real_wrapped(prelude: &str, extra_args: &str) -> Option<Env> {
+        Env::real_wrapped_in(Env::real()?, prelude, extra_args)
+    }
+
+    /// [`Env::real_wrapped`] for an environment made already (whose `node_bin` is real).
+    pub fn real_wrapped_in(mut env: Env, prelude: &str, extra_args: &str) -> Option<Env> {
+        let wrapper = env.scratch.path().join("netstack-wrapper.sh");
+        let script = format!(
+            "#!/bin/sh\n{prelude}\nexec '{}' \"$@\" {extra_args}\n",
+            env.node_bin.display()
+        );
+        std::fs::write(&wrapper, script).expect("writing the wrapper");
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod the wrapper");
+        env.node_bin = wrapper;
+        Some(env)
     }
 
     pub fn labctl(&self) -> Command {
@@ -115,9 +117,6 @@ impl Env {
         c.env("SHMLAB_DIR", self.base.path())
             .env("SHMLAB_NETSTACK", &self.node_bin)
             .env_remove("SHMLAB_REQUIRE_ALL");
-        for (k, v) in &self.extra_env {
-            c.env(k, v);
-        }
         c
     }
 
@@ -196,6 +195,20 @@ pub fn alive(pid: u32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// True when no process has `path` on its command line (lists any it finds).
+pub fn no_process_mentions(path: &Path) -> bool {
+    let left = Command::new("pgrep")
+        .args(["-a", "-f"])
+        .arg(path)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !left.trim().is_empty() {
+        eprintln!("processes left: {left}");
+    }
+    left.trim().is_empty()
 }
 
 /// Waits up to 5 s for every pid to be gone.
