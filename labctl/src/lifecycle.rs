@@ -269,7 +269,7 @@ fn start(
     for b in &topo.buses {
         let path = dir.join(format!("{}.bus", b.name));
         let config = shmif::BusConfig {
-            size: b.size.unwrap_or(shmif::format::MIN_BUS_SIZE),
+            size: b.size.unwrap_or(shmif::format::DEFAULT_BUS_SIZE),
             ..Default::default()
         };
         shmif::Bus::attach(&path, &config)

@@ -38,8 +38,8 @@ pub enum BusError {
 /// How to attach.
 #[derive(Clone, Debug)]
 pub struct BusConfig {
-    /// Size of a bus this call creates (an existing file keeps its size). Default 1 MiB, the only
-    /// size NetBSD peers accept.
+    /// Size of a bus this call creates (an existing file keeps its size). Default 8 MiB; NetBSD
+    /// peers accept only 1 MiB (see [`BusConfig::netbsd`]).
     pub size: u64,
     /// NetBSD-compatible wakeups: writers also `pwrite` the version word and readers also wait on
     /// inotify, so real rump kernels on the same bus wake us and are woken by us.
@@ -49,8 +49,18 @@ pub struct BusConfig {
 impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
-            size: MIN_BUS_SIZE,
+            size: crate::format::DEFAULT_BUS_SIZE,
             netbsd_compat: false,
+        }
+    }
+}
+
+impl BusConfig {
+    /// A bus to share with NetBSD rump kernels: their fixed 1 MiB size and their wakeups.
+    pub fn netbsd() -> Self {
+        BusConfig {
+            size: MIN_BUS_SIZE,
+            netbsd_compat: true,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::format::{MAGIC, MAX_FRAME, VERSION, VERSION_2};
 /// What is wrong with a file that is not a readable bus. Messages follow NetBSD's tool.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DumpError {
-    #[error("file is {0} bytes: too short for a shmif bus header")]
+    #[error("file is {0} bytes: truncated (a shmif bus is at least 1 MiB)")]
     Truncated(usize),
     #[error("not a shmif bus: bad magic {0:#x} != {MAGIC:#x}")]
     BadMagic(u32),
@@ -84,7 +84,9 @@ impl Image<'_> {
 
 /// Reads the header of a bus image (`shmif_dumpbus -h`).
 pub fn parse_header(bytes: &[u8]) -> Result<DumpHeader, DumpError> {
-    if bytes.len() < crate::format::BUS_HEADER_SIZE + 64 {
+    // Every bus is at least NetBSD's 1 MiB: anything shorter is a cut-off copy, and walking it
+    // as a smaller ring would invent records.
+    if (bytes.len() as u64) < crate::format::MIN_BUS_SIZE {
         return Err(DumpError::Truncated(bytes.len()));
     }
     let raw_magic = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes"));

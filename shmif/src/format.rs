@@ -8,8 +8,12 @@ pub const VERSION: u32 = 3;
 /// Version of the pre-2014 layout (12-byte record header, no sender id); `shmif_dumpbus` reads it.
 pub const VERSION_2: u32 = 2;
 
-/// NetBSD's fixed `BUSMEM_SIZE`; also our minimum and default bus size.
+/// NetBSD's fixed `BUSMEM_SIZE`; also our minimum, and the size of NetBSD-compatible buses.
 pub const MIN_BUS_SIZE: u64 = 1024 * 1024;
+/// Size of a bus shmlab creates by default. Chosen by benchmark (BENCHMARKS.md, "Bus size"): at
+/// 8 MiB a reader that keeps up loses nothing to scheduling hiccups of a few tens of ms, and
+/// throughput is at its best; larger rings no longer fit the caches.
+pub const DEFAULT_BUS_SIZE: u64 = 8 * 1024 * 1024;
 /// Ring offsets are u32; keep the whole file well inside that.
 pub const MAX_BUS_SIZE: u64 = 1 << 30;
 

@@ -135,7 +135,7 @@ fn hand_made_image_attaches_and_reads_back_then_takes_our_next_record() {
 fn bus_we_write_matches_the_format_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bus");
-    let bus = Bus::attach(&path, &BusConfig::default()).unwrap();
+    let bus = Bus::attach(&path, &BusConfig::netbsd()).unwrap();
     let port = bus.port();
     let arp = [0x42u8; 42];
     port.send(&arp).unwrap();
@@ -302,7 +302,7 @@ fn lapped_reader_case(netbsd_compat: bool) {
     let dir = tempfile::tempdir().unwrap();
     let config = BusConfig {
         netbsd_compat,
-        ..BusConfig::default()
+        ..BusConfig::netbsd()
     };
     let bus = Bus::attach(dir.path().join("bus"), &config).unwrap();
     let a = bus.port();
@@ -348,9 +348,11 @@ fn fresh_file_is_created_private_and_sized() {
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.len(), 4 << 20);
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let default = Bus::attach(dir.path().join("default"), &BusConfig::default()).unwrap();
+    assert_eq!(default.size(), shmif::format::DEFAULT_BUS_SIZE);
     assert_eq!(bus.header().first, (4 << 20) - 32);
     // A second attacher keeps the size, whatever it asks for.
-    let again = Bus::attach(&path, &BusConfig::default()).unwrap();
+    let again = Bus::attach(&path, &BusConfig::netbsd()).unwrap();
     assert_eq!(again.size(), 4 << 20);
     let too_small = BusConfig {
         size: 1000,
