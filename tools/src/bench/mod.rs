@@ -9,6 +9,7 @@
 
 pub mod bus;
 pub mod child;
+pub mod ping;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,11 +26,18 @@ pub struct Suite {
 }
 
 /// Every suite, in the order a bare `tools/bench` runs them.
-pub const SUITES: &[Suite] = &[Suite {
-    name: "bus",
-    about: "shmif bus frames/s and Gbit/s, separate writer and reader processes, vs memcpy",
-    run: bus::run,
-}];
+pub const SUITES: &[Suite] = &[
+    Suite {
+        name: "bus",
+        about: "shmif bus frames/s and Gbit/s, separate writer and reader processes, vs memcpy",
+        run: bus::run,
+    },
+    Suite {
+        name: "ping",
+        about: "netstack ping RTT (one bus, one router) vs Linux veth; idle node RSS",
+        run: ping::run,
+    },
+];
 
 /// Hidden subcommands the runner re-executes itself with: `bench __ROLE ARGS...`.
 pub type Role = fn(Vec<String>) -> anyhow::Result<()>;

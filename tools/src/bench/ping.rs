@@ -1,0 +1,772 @@
+//! The `ping` suite: ICMP echo round-trip times between netstack nodes, on one bus and across one
+//! router, next to the Linux kernel over veth pairs between network namespaces measured in the
+//! same run; and the resident memory of idle nodes.
+//!
+//! Nodes are release-built `netstack` processes (`--foreground`, so the suite owns them) in a
+//! lab directory on tmpfs, driven with `netstack-ctl`. RTTs are the per-reply times of
+//! `ping -i 0.01 --json` as the node measures them; the kernel's come from the per-reply lines of
+//! iputils `ping -i 0.01` run inside a namespace. Every path gets a few warm-up pings first (ARP),
+//! and the repeats are interleaved path by path so a noisy moment on the shared machine hits all
+//! paths alike. The veth baseline needs root; without it the suite says so and runs the rest.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{Context, SuiteReport};
+
+/// Seconds between requests, both stacks.
+const INTERVAL: &str = "0.01";
+/// Pings before each measured path is used, so ARP is resolved and caches are warm.
+const WARMUP: &str = "5";
+/// The RSS target for an idle node (issue 3).
+const RSS_TARGET_KIB: u64 = 4096;
+
+/// What a measured path runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+enum Kind {
+    Netstack,
+    Kernel,
+}
+
+/// One measured path: how to ping across it.
+struct Probe {
+    name: &'static str,
+    kind: Kind,
+    /// The kernel path with the same shape (ratio column), for netstack paths.
+    same_shape: Option<&'static str>,
+    pinger: Pinger,
+}
+
+enum Pinger {
+    /// `netstack-ctl SOCKET ping ...`
+    Node {
+        ctl: PathBuf,
+        sock: PathBuf,
+        dst: String,
+    },
+    /// `ip netns exec NS ping ...`
+    Netns { ns: String, dst: String },
+}
+
+/// Replies of one run, in microseconds, and what was lost.
+#[derive(Debug, Default, Serialize)]
+struct Run {
+    transmitted: u64,
+    received: u64,
+    rtt_us: Vec<f64>,
+}
+
+impl Pinger {
+    fn ping(&self, count: &str) -> anyhow::Result<Run> {
+        match self {
+            Pinger::Node { ctl, sock, dst } => {
+                let out = run_ok(
+                    Command::new(ctl)
+                        .arg(sock)
+                        .args(["ping", "-c", count, "-i", INTERVAL, "--json"])
+                        .arg(dst),
+                )?;
+                parse_netstack_ping(&out)
+            }
+            Pinger::Netns { ns, dst } => {
+                let out = run_ok(
+                    Command::new("ip")
+                        .args(["netns", "exec", ns, "ping", "-n", "-c", count, "-i"])
+                        .arg(INTERVAL)
+                        .arg(dst),
+                )?;
+                parse_iputils_ping(&out)
+            }
+        }
+    }
+}
+
+/// Reads `ping --json` lines: one `reply` per answer (`time_ms`), a final `summary`.
+fn parse_netstack_ping(out: &str) -> anyhow::Result<Run> {
+    let mut run = Run::default();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("ping line {line:?}"))?;
+        match v["type"].as_str() {
+            Some("reply") if v["dup"] != Value::Bool(true) => {
+                let ms = v["time_ms"].as_f64().context("reply without time_ms")?;
+                run.rtt_us.push(ms * 1000.0);
+            }
+            Some("summary") => {
+                run.transmitted = v["transmitted"].as_u64().unwrap_or(0);
+                run.received = v["received"].as_u64().unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    if run.transmitted == 0 {
+        bail!("netstack ping printed no summary:\n{out}");
+    }
+    Ok(run)
+}
+
+/// Reads iputils output: `64 bytes from A: icmp_seq=1 ttl=64 time=0.045 ms` per reply and
+/// `N packets transmitted, M received, ...`.
+fn parse_iputils_ping(out: &str) -> anyhow::Result<Run> {
+    let mut run = Run::default();
+    for line in out.lines() {
+        if let Some((_, t)) = line.split_once(" time=") {
+            if line.contains("(DUP!)") {
+                continue;
+            }
+            let ms: f64 = t
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("ping line {line:?}"))?;
+            run.rtt_us.push(ms * 1000.0);
+        } else if line.contains("packets transmitted") {
+            let nums: Vec<u64> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if nums.len() >= 2 {
+                run.transmitted = nums[0];
+                run.received = nums[1];
+            }
+        }
+    }
+    if run.transmitted == 0 {
+        bail!("ping printed no summary:\n{out}");
+    }
+    Ok(run)
+}
+
+/// Runs a command to completion; its stdout if it succeeded.
+fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
+    let what = format!("{cmd:?}");
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !o.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+/// The release (or, for a debug bench, debug) `netstack` and `netstack-ctl`, built now so the
+/// numbers are for the current source, in the target directory the bench binary came from.
+fn netstack_bins(ctx: &Context) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dir = ctx
+        .exe
+        .parent()
+        .context("the bench binary has no directory")?
+        .to_path_buf();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("no workspace root")?
+        .join("Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "netstack",
+            "--bins",
+            "--manifest-path",
+        ])
+        .arg(&manifest);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build -p netstack")?;
+    if !status.success() {
+        bail!("cargo build -p netstack failed ({status})");
+    }
+    let (node, ctl) = (dir.join("netstack"), dir.join("netstack-ctl"));
+    if !node.exists() || !ctl.exists() {
+        bail!(
+            "built netstack, but it is not beside the bench binary in {}; \
+             run tools/bench with the same CARGO_TARGET_DIR as cargo",
+            dir.display()
+        );
+    }
+    Ok((node, ctl))
+}
+
+/// A directory removed when dropped.
+struct LabDir(PathBuf);
+
+impl LabDir {
+    /// On tmpfs where there is one, like labctl's lab directories.
+    fn new() -> anyhow::Result<LabDir> {
+        let base = [Path::new("/dev/shm").to_path_buf(), std::env::temp_dir()]
+            .into_iter()
+            .find(|p| p.is_dir())
+            .context("no /dev/shm or temporary directory")?;
+        let dir = base.join(format!("shmlab-bench-ping-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(LabDir(dir))
+    }
+}
+
+impl Drop for LabDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `netstack --foreground` process, halted (then killed) when dropped.
+struct Node {
+    name: String,
+    sock: PathBuf,
+    ctl: PathBuf,
+    child: Child,
+}
+
+impl Node {
+    fn start(bin: &Path, ctl: &Path, dir: &Path, name: &str) -> anyhow::Result<Node> {
+        let sock = dir.join(format!("{name}.sock"));
+        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+        let child = Command::new(bin)
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--foreground")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut node = Node {
+            name: name.to_string(),
+            sock,
+            ctl: ctl.to_path_buf(),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&node.sock).is_err() {
+            if let Some(st) = node.child.try_wait()? {
+                bail!("node {name} exited at start ({st}); see {name}.log");
+            }
+            if Instant::now() > deadline {
+                bail!("node {name} did not listen within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(node)
+    }
+
+    /// Runs one whitespace-separated command in the node; it must succeed.
+    fn cmd(&self, cmd: &str) -> anyhow::Result<String> {
+        run_ok(
+            Command::new(&self.ctl)
+                .arg(&self.sock)
+                .args(cmd.split_whitespace()),
+        )
+        .with_context(|| format!("node {}", self.name))
+    }
+
+    fn iface(&self, ifname: &str, bus: &Path, addr: &str) -> anyhow::Result<()> {
+        self.cmd(&format!("ifconfig {ifname} create"))?;
+        self.cmd(&format!("ifconfig {ifname} linkstr {}", bus.display()))?;
+        self.cmd(&format!("ifconfig {ifname} inet {addr} up"))?;
+        Ok(())
+    }
+
+    fn pinger(&self, dst: &str) -> Pinger {
+        Pinger::Node {
+            ctl: self.ctl.clone(),
+            sock: self.sock.clone(),
+            dst: dst.to_string(),
+        }
+    }
+
+    fn memory(&self) -> anyhow::Result<Memory> {
+        Memory::of(self.child.id())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.ctl)
+            .arg(&self.sock)
+            .arg("halt")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory from /proc/PID/status, KiB.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct Memory {
+    vm_rss: u64,
+    rss_anon: u64,
+    rss_file: u64,
+    rss_shmem: u64,
+    threads: u64,
+}
+
+impl Memory {
+    fn of(pid: u32) -> anyhow::Result<Memory> {
+        let mut text = String::new();
+        std::fs::File::open(format!("/proc/{pid}/status"))
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        let field = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(Memory {
+            vm_rss: field("VmRSS:"),
+            rss_anon: field("RssAnon:"),
+            rss_file: field("RssFile:"),
+            rss_shmem: field("RssShmem:"),
+            threads: field("Threads:"),
+        })
+    }
+}
+
+/// Network namespaces and veth pairs for the kernel baseline; deleted when dropped (deleting a
+/// namespace deletes the veth ends inside it).
+struct Netns {
+    names: Vec<String>,
+    /// Temporary names of the veth ends made (one per pair suffices to delete a pair left in
+    /// this namespace by a failed move).
+    pairs: Vec<String>,
+}
+
+impl Netns {
+    fn add(&mut self, short: &str) -> anyhow::Result<String> {
+        let name = format!("shmlab-bench-{}-{short}", std::process::id());
+        // A namespace left from a crashed run with the same pid.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        run_ok(Command::new("ip").args(["netns", "add", &name]))?;
+        self.names.push(name.clone());
+        run_ok(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]))?;
+        Ok(name)
+    }
+
+    /// A veth pair from `a` to `b` with addresses (CIDR), both ends up.
+    fn veth(&mut self, a: (&str, &str, &str), b: (&str, &str, &str)) -> anyhow::Result<()> {
+        let ((ns_a, if_a, addr_a), (ns_b, if_b, addr_b)) = (a, b);
+        // Created in this namespace first, so named uniquely (at most 15 bytes) until moved.
+        let tag = format!("sb{}x{}", std::process::id() % 1_000_000, self.pairs.len());
+        let (tmp_a, tmp_b) = (format!("{tag}a"), format!("{tag}b"));
+        run_ok(Command::new("ip").args([
+            "link", "add", &tmp_a, "type", "veth", "peer", "name", &tmp_b,
+        ]))?;
+        self.pairs.push(tmp_a.clone());
+        for (tmp, ns, ifname, addr) in [(&tmp_a, ns_a, if_a, addr_a), (&tmp_b, ns_b, if_b, addr_b)]
+        {
+            run_ok(Command::new("ip").args(["link", "set", tmp, "netns", ns, "name", ifname]))?;
+            run_ok(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", ifname]))?;
+            run_ok(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]))?;
+        }
+        Ok(())
+    }
+
+    fn exec(&self, ns: &str, argv: &[&str]) -> anyhow::Result<String> {
+        run_ok(Command::new("ip").args(["netns", "exec", ns]).args(argv))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for tmp in self.pairs.drain(..) {
+            // Only still here if moving it failed; otherwise this fails quietly.
+            let _ = Command::new("ip")
+                .args(["link", "del", &tmp])
+                .stderr(Stdio::null())
+                .status();
+        }
+        for n in self.names.drain(..).rev() {
+            let ok = Command::new("ip")
+                .args(["netns", "del", &n])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("bench ping: could not delete network namespace {n}; `ip netns del {n}`");
+            }
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Two namespaces over one veth pair, and three with the middle one forwarding.
+fn kernel_paths(ns: &mut Netns) -> anyhow::Result<Vec<Probe>> {
+    let (a, b) = (ns.add("a")?, ns.add("b")?);
+    ns.veth(
+        (&a, "veth0", "10.199.0.1/24"),
+        (&b, "veth0", "10.199.0.2/24"),
+    )?;
+    let (h1, r, h2) = (ns.add("h1")?, ns.add("r")?, ns.add("h2")?);
+    ns.veth(
+        (&h1, "veth0", "10.199.1.2/24"),
+        (&r, "veth1", "10.199.1.1/24"),
+    )?;
+    ns.veth(
+        (&r, "veth2", "10.199.2.1/24"),
+        (&h2, "veth0", "10.199.2.2/24"),
+    )?;
+    ns.exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    ns.exec(&h1, &["ip", "route", "add", "default", "via", "10.199.1.1"])?;
+    ns.exec(&h2, &["ip", "route", "add", "default", "via", "10.199.2.1"])?;
+    Ok(vec![
+        Probe {
+            name: "veth pair",
+            kind: Kind::Kernel,
+            same_shape: None,
+            pinger: Pinger::Netns {
+                ns: a,
+                dst: "10.199.0.2".into(),
+            },
+        },
+        Probe {
+            name: "veth, router namespace",
+            kind: Kind::Kernel,
+            same_shape: None,
+            pinger: Pinger::Netns {
+                ns: h1,
+                dst: "10.199.2.2".into(),
+            },
+        },
+    ])
+}
+
+/// Statistics of one path over all its runs.
+#[derive(Debug, Serialize)]
+struct PathResult {
+    name: &'static str,
+    kind: Kind,
+    transmitted: u64,
+    received: u64,
+    min_us: f64,
+    median_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    /// Median of each run, to show how much runs differed.
+    run_medians_us: Vec<f64>,
+    #[serde(skip)]
+    same_shape: Option<&'static str>,
+}
+
+impl PathResult {
+    fn new(p: &Probe, runs: &[Run]) -> PathResult {
+        let all: Vec<f64> = runs.iter().flat_map(|r| r.rtt_us.iter().copied()).collect();
+        let s = sorted(&all);
+        PathResult {
+            name: p.name,
+            kind: p.kind,
+            transmitted: runs.iter().map(|r| r.transmitted).sum(),
+            received: runs.iter().map(|r| r.received).sum(),
+            min_us: s.first().copied().unwrap_or(f64::NAN),
+            median_us: percentile(&s, 50.0),
+            p99_us: percentile(&s, 99.0),
+            max_us: s.last().copied().unwrap_or(f64::NAN),
+            run_medians_us: runs
+                .iter()
+                .map(|r| percentile(&sorted(&r.rtt_us), 50.0))
+                .collect(),
+            same_shape: p.same_shape,
+        }
+    }
+
+    /// (max - min) / median of the per-run medians.
+    fn spread(&self) -> f64 {
+        let m = sorted(&self.run_medians_us);
+        match (m.first(), m.last()) {
+            (Some(lo), Some(hi)) => (hi - lo) / percentile(&m, 50.0),
+            _ => f64::NAN,
+        }
+    }
+}
+
+pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
+    // 1000 pings at 10 ms per run for a full row, 200 for --quick.
+    let count = if ctx.row_time >= Duration::from_secs(1) {
+        1000
+    } else {
+        200
+    };
+    let (bin, ctl) = netstack_bins(ctx)?;
+    let lab = LabDir::new()?;
+    let dir = &lab.0;
+
+    // Idle memory: a node with no interface, then the same node with one bus attached.
+    let idle = Node::start(&bin, &ctl, dir, "idle")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mem_bare = idle.memory()?;
+    idle.iface("shmif0", &dir.join("idle.bus"), "10.9.0.1/24")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mem_bus = idle.memory()?;
+    drop(idle);
+
+    // One bus: a -- lan -- b.
+    let a = Node::start(&bin, &ctl, dir, "a")?;
+    let b = Node::start(&bin, &ctl, dir, "b")?;
+    a.iface("shmif0", &dir.join("lan.bus"), "10.0.1.1/24")?;
+    b.iface("shmif0", &dir.join("lan.bus"), "10.0.1.2/24")?;
+    // One router: h1 -- n1 -- r -- n2 -- h2.
+    let h1 = Node::start(&bin, &ctl, dir, "h1")?;
+    let r = Node::start(&bin, &ctl, dir, "r")?;
+    let h2 = Node::start(&bin, &ctl, dir, "h2")?;
+    h1.iface("shmif0", &dir.join("n1.bus"), "10.0.11.2/24")?;
+    r.iface("shmif0", &dir.join("n1.bus"), "10.0.11.1/24")?;
+    r.iface("shmif1", &dir.join("n2.bus"), "10.0.12.1/24")?;
+    h2.iface("shmif0", &dir.join("n2.bus"), "10.0.12.2/24")?;
+    r.cmd("sysctl -w net.inet.ip.forwarding=1")?;
+    h1.cmd("route add default 10.0.11.1")?;
+    h2.cmd("route add default 10.0.12.1")?;
+
+    let mut paths = vec![
+        Probe {
+            name: "netstack, one bus",
+            kind: Kind::Netstack,
+            same_shape: Some("veth pair"),
+            pinger: a.pinger("10.0.1.2"),
+        },
+        Probe {
+            name: "netstack, one router",
+            kind: Kind::Netstack,
+            same_shape: Some("veth, router namespace"),
+            pinger: h1.pinger("10.0.12.2"),
+        },
+    ];
+    let mut netns = Netns {
+        names: Vec::new(),
+        pairs: Vec::new(),
+    };
+    let kernel_note = if !is_root() {
+        eprintln!("bench ping: not root, so the Linux veth baseline was skipped");
+        Some("skipped: not root (network namespaces and veth pairs need root)".to_string())
+    } else {
+        match kernel_paths(&mut netns) {
+            Ok(k) => {
+                paths.extend(k);
+                None
+            }
+            Err(e) => {
+                eprintln!("bench ping: the Linux veth baseline was skipped: {e:#}");
+                Some(format!("skipped: setting up namespaces failed: {e:#}"))
+            }
+        }
+    };
+
+    for p in &paths {
+        p.pinger
+            .ping(WARMUP)
+            .with_context(|| format!("warming up {}", p.name))?;
+    }
+    let mut runs: Vec<Vec<Run>> = paths.iter().map(|_| Vec::new()).collect();
+    for rep in 0..ctx.repeats {
+        for (p, rs) in paths.iter().zip(runs.iter_mut()) {
+            eprintln!(
+                "bench ping: {} ({count} pings, run {}/{})",
+                p.name,
+                rep + 1,
+                ctx.repeats
+            );
+            rs.push(p.pinger.ping(&count.to_string())?);
+        }
+    }
+    let mem_after = [
+        ("a (one bus), after the pings", a.memory()?),
+        ("r (router, two buses), after the pings", r.memory()?),
+    ];
+    drop(netns);
+    drop((a, b, h1, r, h2));
+
+    let results: Vec<PathResult> = paths
+        .iter()
+        .zip(&runs)
+        .map(|(p, rs)| PathResult::new(p, rs))
+        .collect();
+    let mems = [
+        ("idle, no interface", mem_bare),
+        ("idle, one bus attached (1 MiB bus)", mem_bus),
+        mem_after[0],
+        mem_after[1],
+    ];
+    let markdown = markdown(ctx, count, &results, kernel_note.as_deref(), &mems);
+    Ok(SuiteReport {
+        name: "ping",
+        markdown,
+        json: json!({
+            "count_per_run": count,
+            "interval_s": INTERVAL,
+            "runs": ctx.repeats,
+            "paths": results,
+            "veth": kernel_note.unwrap_or_else(|| "measured".into()),
+            "memory_kib": mems.iter().map(|(n, m)| json!({"node": n, "memory": m})).collect::<Vec<_>>(),
+            "raw_runs": paths.iter().zip(&runs).map(|(p, rs)| json!({"path": p.name, "runs": rs})).collect::<Vec<_>>(),
+        }),
+    })
+}
+
+fn ratio(a: f64, b: Option<f64>) -> String {
+    match b {
+        Some(b) if b > 0.0 && a.is_finite() => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+fn markdown(
+    ctx: &Context,
+    count: usize,
+    results: &[PathResult],
+    kernel_note: Option<&str>,
+    mems: &[(&str, Memory)],
+) -> String {
+    let mut s = format!(
+        "Round-trip times of {count} pings ({INTERVAL} s apart, 56 data bytes) per run, {} run(s) \
+         per path interleaved path by path; median and p99 are over all replies of all runs, \
+         *spread* is (max − min) / median of the per-run medians. netstack paths are \
+         release-built nodes on 1 MiB buses in /dev/shm, timed by the node's own `ping --json`; \
+         kernel paths are iputils `ping` between network namespaces over veth pairs (the router \
+         namespace has `net.ipv4.ip_forward=1`). *÷ veth* divides by the veth pair row; *÷ same \
+         path* divides a netstack row by the kernel row of the same shape.\n\n",
+        ctx.repeats
+    );
+    if let Some(n) = kernel_note {
+        s += &format!("Linux veth baseline {n}.\n\n");
+    }
+    s += "| Path | Replies | Min µs | Median µs | p99 µs | Max µs | Median ÷ veth | p99 ÷ veth | Median ÷ same path | Spread |\n";
+    s += "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    let veth = results.iter().find(|r| r.name == "veth pair");
+    for r in results {
+        let same = r
+            .same_shape
+            .and_then(|n| results.iter().find(|k| k.name == n))
+            .map(|k| k.median_us);
+        s += &format!(
+            "| {} | {}/{} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0} % |\n",
+            r.name,
+            r.received,
+            r.transmitted,
+            r.min_us,
+            r.median_us,
+            r.p99_us,
+            r.max_us,
+            ratio(r.median_us, veth.map(|v| v.median_us)),
+            ratio(r.p99_us, veth.map(|v| v.p99_us)),
+            ratio(r.median_us, same),
+            r.spread() * 100.0,
+        );
+    }
+    s += &format!(
+        "\n### Node memory\n\nVmRSS and its parts from /proc/PID/status (KiB); target for an idle \
+         node: {} KiB or less. A bus is a shared file mapping, so its pages show up as RssShmem \
+         (tmpfs) in every node that touched them.\n\n",
+        RSS_TARGET_KIB
+    );
+    s += "| Node | VmRSS | RssAnon | RssFile | RssShmem | Threads | ≤ target |\n";
+    s += "|:---|---:|---:|---:|---:|---:|:---:|\n";
+    for (name, m) in mems {
+        s += &format!(
+            "| {name} | {} | {} | {} | {} | {} | {} |\n",
+            m.vm_rss,
+            m.rss_anon,
+            m.rss_file,
+            m.rss_shmem,
+            m.threads,
+            if m.vm_rss <= RSS_TARGET_KIB {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ping_outputs_parse_into_replies_and_totals() {
+        let ours = r#"{"type":"start","dst":"10.0.0.2","data_bytes":56}
+{"type":"reply","from":"10.0.0.2","seq":0,"ttl":64,"bytes":64,"time_ms":0.196558,"dup":false}
+{"type":"reply","from":"10.0.0.2","seq":0,"ttl":64,"bytes":64,"time_ms":0.5,"dup":true}
+{"type":"reply","from":"10.0.0.2","seq":1,"ttl":64,"bytes":64,"time_ms":0.183751,"dup":false}
+{"type":"summary","dst":"10.0.0.2","transmitted":3,"received":2,"duplicates":1,"errors":0,"loss_percent":33.3,"rtt_ms":{"min":0.18,"avg":0.19,"max":0.2,"stddev":0.01}}
+"#;
+        let r = parse_netstack_ping(ours).unwrap();
+        assert_eq!((r.transmitted, r.received), (3, 2));
+        assert_eq!(r.rtt_us.len(), 2);
+        assert!((r.rtt_us[0] - 196.558).abs() < 1e-6);
+
+        let linux = "PING 10.99.0.2 (10.99.0.2) 56(84) bytes of data.
+64 bytes from 10.99.0.2: icmp_seq=1 ttl=64 time=0.045 ms
+64 bytes from 10.99.0.2: icmp_seq=2 ttl=64 time=0.010 ms
+
+--- 10.99.0.2 ping statistics ---
+3 packets transmitted, 2 received, 33.3333% packet loss, time 303ms
+rtt min/avg/max/mdev = 0.007/0.060/0.440/0.090 ms
+";
+        let r = parse_iputils_ping(linux).unwrap();
+        assert_eq!((r.transmitted, r.received), (3, 2));
+        assert_eq!(r.rtt_us, vec![45.0, 10.0]);
+        assert!(parse_iputils_ping("ping: connect: Network is unreachable").is_err());
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v[..10], 99.0), 10.0);
+        assert_eq!(percentile(&[7.0], 50.0), 7.0);
+    }
+}
