@@ -154,6 +154,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Nodes and captures outlive labctl. They get /dev/null and their log files as stdio, and
+    // nothing else of ours: descriptors labctl inherited from its caller (a script's `exec
+    // 3>&1`, a harness's extra pipe) would otherwise pass on to them and keep the caller's pipe
+    // open until `labctl down`. Everything labctl opens itself is close-on-exec already.
+    close_fds::set_fds_cloexec_threadsafe(3, &[]);
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

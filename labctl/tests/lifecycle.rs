@@ -719,3 +719,69 @@ impl RecordingRelay {
             .collect()
     }
 }
+
+#[test]
+fn up_through_a_pipe_lets_the_reader_see_eof_when_up_exits() {
+    let Some(env) = Env::real() else { return };
+    // Nodes and a lifetime capture, all of which outlive `up`.
+    let topo = env.topo(
+        "t.toml",
+        &two_hosts("piped").replace("[nodes.h1]", "[buses.lan]\ncapture = true\n[nodes.h1]"),
+    );
+    // Plain `labctl up | ...`, and a script that also holds its stdout and stderr on fds 3 and 4
+    // (as after `exec 3>&1 4>&2`), which labctl then inherits.
+    for (i, wrap) in [None, Some("exec \"$0\" \"$@\" 3>&1 4>&2")]
+        .iter()
+        .enumerate()
+    {
+        let mut cmd = match wrap {
+            None => env.labctl(),
+            Some(script) => {
+                let mut c = std::process::Command::new("/bin/sh");
+                c.arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_labctl"));
+                c.envs(env.labctl().get_envs().filter_map(|(k, v)| Some((k, v?))));
+                c
+            }
+        };
+        let mut child = cmd
+            .args(["up", &topo])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (name, mut pipe) in [
+            (
+                "stdout",
+                Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            ),
+            ("stderr", Box::new(child.stderr.take().unwrap())),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                let _ = tx.send((name, text));
+            });
+        }
+        let status = child.wait().unwrap();
+        let mut outputs = std::collections::BTreeMap::new();
+        for _ in 0..2 {
+            // A generous bound: only a pipe held open by a node or capture takes this long.
+            let (name, text) = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| {
+                    panic!("case {i}: a process of the lab still holds labctl's stdout or stderr")
+                });
+            outputs.insert(name, text);
+        }
+        assert!(status.success(), "case {i}: {outputs:?}");
+        assert!(outputs["stdout"].contains("lab piped is up"), "{outputs:?}");
+        let pids = env.pids("piped");
+        assert_eq!(pids.len(), 3, "two nodes and a capture");
+        assert!(pids.iter().all(|&p| alive(p)), "the lab is still up");
+        env.ok(&["down", "piped"]);
+        assert!(all_gone(&pids));
+    }
+}
