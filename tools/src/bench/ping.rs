@@ -568,6 +568,9 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
     r.cmd("sysctl -w net.inet.ip.forwarding=1")?;
     h1.cmd("route add default 10.0.11.1")?;
     h2.cmd("route add default 10.0.12.1")?;
+    let bus_mib = std::fs::metadata(dir.join("lan.bus"))
+        .map(|m| m.len() as f64 / (1 << 20) as f64)
+        .context("reading the bus file size")?;
 
     let mut paths = vec![
         Probe {
@@ -634,17 +637,18 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         .collect();
     let mems = [
         ("idle, no interface", mem_bare),
-        ("idle, one bus attached (1 MiB bus)", mem_bus),
+        ("idle, one bus attached", mem_bus),
         mem_after[0],
         mem_after[1],
     ];
-    let markdown = markdown(ctx, count, &results, kernel_note.as_deref(), &mems);
+    let markdown = markdown(ctx, count, bus_mib, &results, kernel_note.as_deref(), &mems);
     Ok(SuiteReport {
         name: "ping",
         markdown,
         json: json!({
             "count_per_run": count,
             "interval_s": INTERVAL,
+            "bus_mib": bus_mib,
             "runs": ctx.repeats,
             "paths": results,
             "veth": kernel_note.unwrap_or_else(|| "measured".into()),
@@ -664,6 +668,7 @@ fn ratio(a: f64, b: Option<f64>) -> String {
 fn markdown(
     ctx: &Context,
     count: usize,
+    bus_mib: f64,
     results: &[PathResult],
     kernel_note: Option<&str>,
     mems: &[(&str, Memory)],
@@ -672,7 +677,7 @@ fn markdown(
         "Round-trip times of {count} pings ({INTERVAL} s apart, 56 data bytes) per run, {} run(s) \
          per path interleaved path by path; median and p99 are over all replies of all runs, \
          *spread* is (max − min) / median of the per-run medians. netstack paths are \
-         release-built nodes on 1 MiB buses in /dev/shm, timed by the node's own `ping --json`; \
+         release-built nodes on {bus_mib} MiB buses (the default size) in /dev/shm, timed by the node's own `ping --json`; \
          kernel paths are iputils `ping` between network namespaces over veth pairs (the router \
          namespace has `net.ipv4.ip_forward=1`). *÷ veth* divides by the veth pair row; *÷ same \
          path* divides a netstack row by the kernel row of the same shape.\n\n",
