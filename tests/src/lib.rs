@@ -16,13 +16,25 @@ pub fn checksum(bytes: &[u8]) -> u32 {
     })
 }
 
-/// A broadcast test frame of `len` bytes (at least [`MIN_TEST_FRAME`]).
+/// Writer id reported for frames too short to carry one (below [`MIN_TEST_FRAME`]).
+pub const SHORT_FRAME_WRITER: u32 = u32::MAX;
+
+fn short_fill(len: usize) -> u8 {
+    0xa5 ^ len as u8
+}
+
+/// A broadcast test frame of `len` bytes (14 or more). Frames shorter than [`MIN_TEST_FRAME`]
+/// carry no id: they are filled with a pattern derived from their length instead.
 pub fn make_frame(src: [u8; 6], writer: u32, seq: u64, len: usize) -> Vec<u8> {
-    assert!(len >= MIN_TEST_FRAME);
+    assert!(len >= 14);
     let mut f = vec![0u8; len];
     f[..6].copy_from_slice(&[0xff; 6]);
     f[6..12].copy_from_slice(&src);
     f[12..14].copy_from_slice(&TEST_ETHERTYPE.to_be_bytes());
+    if len < MIN_TEST_FRAME {
+        f[14..].fill(short_fill(len));
+        return f;
+    }
     f[14..18].copy_from_slice(&writer.to_le_bytes());
     f[18..26].copy_from_slice(&seq.to_le_bytes());
     for (i, b) in f[26..len - 4].iter_mut().enumerate() {
@@ -35,8 +47,15 @@ pub fn make_frame(src: [u8; 6], writer: u32, seq: u64, len: usize) -> Vec<u8> {
 
 /// Writer id and sequence of an intact test frame; `None` if the frame is not one or is torn.
 pub fn check_frame(f: &[u8]) -> Option<(u32, u64)> {
-    if f.len() < MIN_TEST_FRAME || f[12..14] != TEST_ETHERTYPE.to_be_bytes() {
+    if f.len() < 14 || f[12..14] != TEST_ETHERTYPE.to_be_bytes() {
         return None;
+    }
+    if f.len() < MIN_TEST_FRAME {
+        let fill = short_fill(f.len());
+        return f[14..]
+            .iter()
+            .all(|&b| b == fill)
+            .then_some((SHORT_FRAME_WRITER, 0));
     }
     let n = f.len();
     let sum = u32::from_le_bytes(f[n - 4..].try_into().ok()?);

@@ -18,9 +18,10 @@ fn processes_exchange_every_frame_size() {
     let mut receivers: Vec<Peer> = (0..2)
         .map(|_| Peer::start(&["--bus", &bus, "--size", &size, "recv"]))
         .collect();
-    let count = (1514 - shmlab_tests::MIN_TEST_FRAME + 1).to_string();
+    let count = (1514 - 14 + 1).to_string();
     let mut senders: Vec<Peer> = (0..3)
         .map(|id| {
+            let id = id.to_string();
             Peer::start(&[
                 "--bus",
                 &bus,
@@ -28,9 +29,12 @@ fn processes_exchange_every_frame_size() {
                 &size,
                 "send",
                 "--id",
-                &id.to_string(),
+                &id,
                 "--count",
                 &count,
+                "--min-len",
+                "14",
+                "--sweep",
             ])
         })
         .collect();
@@ -41,11 +45,17 @@ fn processes_exchange_every_frame_size() {
         .into_iter()
         .map(|s| field(&s.finish(), "sent"))
         .sum();
+    assert_eq!(sent, 3 * 1501);
     for r in receivers.drain(..) {
         let report = r.finish();
         assert_eq!(field(&report, "delivered"), sent, "{report}");
         assert_eq!(field(&report, "torn"), 0, "{report}");
         assert_eq!(field(&report, "lost"), 0, "{report}");
+        assert_eq!(
+            field(&report, "distinct_lens"),
+            1501,
+            "every size 14..=1514: {report}"
+        );
     }
 }
 

@@ -44,6 +44,9 @@ enum Role {
         /// Pause between batches, microseconds.
         #[arg(long, default_value_t = 0)]
         pause_us: u64,
+        /// Frame sizes run through min..=max in order instead of pseudo-randomly.
+        #[arg(long)]
+        sweep: bool,
     },
     /// Receives until stdin closes, then drains and reports.
     Recv {
@@ -74,6 +77,7 @@ fn main() {
             min_len,
             max_len,
             pause_us,
+            sweep,
         } => {
             let port = bus.port();
             writeln!(out, "ready").unwrap();
@@ -84,7 +88,14 @@ fn main() {
             while seq < count {
                 let n = (count - seq).min(batch as u64);
                 let frames: Vec<Vec<u8>> = (seq..seq + n)
-                    .map(|s| make_frame(port.mac(), id, s, size_for(s, min_len, max_len)))
+                    .map(|s| {
+                        let len = if sweep {
+                            min_len + (s as usize) % (max_len - min_len + 1)
+                        } else {
+                            size_for(s, min_len, max_len)
+                        };
+                        make_frame(port.mac(), id, s, len)
+                    })
                     .collect();
                 let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
                 port.send_batch(&refs).expect("send");
@@ -120,6 +131,7 @@ fn main() {
             let mut delivered = 0u64;
             let mut torn = 0u64;
             let mut out_of_order = 0u64;
+            let mut lens_seen = vec![false; 2048];
             let mut next: HashMap<u32, u64> = HashMap::new();
             let mut draining = false;
             loop {
@@ -133,8 +145,10 @@ fn main() {
                 match got {
                     Some(r) => {
                         delivered += 1;
+                        lens_seen[r.len] = true;
                         match check_frame(&buf[..r.len]) {
                             None => torn += 1,
+                            Some((shmlab_tests::SHORT_FRAME_WRITER, _)) => {}
                             Some((w, s)) => {
                                 let want = next.entry(w).or_insert(0);
                                 if s < *want {
@@ -158,8 +172,9 @@ fn main() {
             };
             writeln!(
                 out,
-                "{{\"delivered\":{delivered},\"torn\":{torn},\"out_of_order\":{out_of_order},\"lost\":{},\"corrupt\":{},\"resyncs\":{},\"received\":{},\"lock_recoveries\":{}}}",
-                s.lost, s.corrupt, s.resyncs, s.received, s.lock_recoveries
+                "{{\"delivered\":{delivered},\"torn\":{torn},\"out_of_order\":{out_of_order},\"lost\":{},\"corrupt\":{},\"resyncs\":{},\"received\":{},\"lock_recoveries\":{},\"distinct_lens\":{}}}",
+                s.lost, s.corrupt, s.resyncs, s.received, s.lock_recoveries,
+                lens_seen.iter().filter(|&&b| b).count()
             )
             .unwrap();
         }
