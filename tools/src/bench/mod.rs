@@ -9,6 +9,7 @@
 
 pub mod bus;
 pub mod child;
+pub mod labctl;
 pub mod ping;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,11 @@ pub const SUITES: &[Suite] = &[
         name: "ping",
         about: "netstack ping RTT (one bus, one router) vs Linux veth; idle node RSS",
         run: ping::run,
+    },
+    Suite {
+        name: "labctl",
+        about: "labctl up to checks passing, node RSS and down, for 10/100/1000-node labs",
+        run: labctl::run,
     },
 ];
 
