@@ -1,14 +1,14 @@
 //! Ports: one per attached interface. A port writes frames under the bus lock and reads the
 //! frames of every other sender, filtered on destination MAC unless promiscuous.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::bus::Bus;
 use crate::format::{now_timestamp, RecordHeader, MAX_FRAME, MIN_FRAME, OFF_VERSION, VERSION};
+use crate::inbox::Inbox;
 use crate::ring::{Corrupt, HeaderSnapshot, Ring};
-use crate::scan::{self, Counters, Cursor, Staging, Stats, Verdict};
+use crate::scan::{self, Counters, Stats, Verdict};
 use crate::sync::{self, Acquired};
 
 /// A frame length the bus cannot carry.
@@ -50,19 +50,9 @@ pub struct PortSender {
 /// One interface's attachment to a bus.
 pub struct Port {
     tx: PortSender,
-    /// Place in the ring for locked reads (NetBSD-compatible buses).
-    cursor: Cursor,
-    /// Place in the ring for lock-free reads (shmlab-only buses).
-    seq: scan::SeqCursor,
-    staging: Staging,
+    inbox: Inbox,
     promiscuous: bool,
-    waker: Option<OwnedFd>,
-    last_frame_at: Instant,
 }
-
-/// A reader that got a frame within `BUSY` polls for up to `SPIN` before sleeping.
-pub(crate) const BUSY: Duration = Duration::from_millis(1);
-pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 /// Random `b2:a0:..` MAC and sender id, as NetBSD derives them from one random 64-bit value.
 fn identity() -> (u64, [u8; 6]) {
@@ -80,11 +70,7 @@ fn identity() -> (u64, [u8; 6]) {
 impl Port {
     pub(crate) fn new(bus: Arc<Bus>) -> Port {
         let (sender_id, mac) = identity();
-        let waker = if bus.netbsd_compat {
-            crate::wake::inotify_watch(bus.path())
-        } else {
-            None
-        };
+        let inbox = Inbox::new(&bus);
         let mut port = Port {
             tx: PortSender {
                 shared: Arc::new(PortShared {
@@ -94,12 +80,8 @@ impl Port {
                     counters: Counters::default(),
                 }),
             },
-            cursor: Cursor::default(),
-            seq: scan::SeqCursor::default(),
-            staging: Staging::new(),
+            inbox,
             promiscuous: false,
-            waker,
-            last_frame_at: Instant::now() - BUSY,
         };
         port.start_at_newest();
         port
@@ -108,7 +90,7 @@ impl Port {
     fn start_at_newest(&mut self) {
         let shared = &self.tx.shared;
         if !shared.bus.netbsd_compat {
-            self.seq = scan::SeqCursor::at_newest(&Ring::new(&shared.bus.mem));
+            self.inbox.seq = scan::SeqCursor::at_newest(&Ring::new(&shared.bus.mem));
             return;
         }
         let mem = &shared.bus.mem;
@@ -117,9 +99,9 @@ impl Port {
         let snap = repair_if_needed(&ring, acquired, &shared.counters);
         // repair_if_needed returns a header whose span is valid.
         if let Ok(span) = ring.span(&snap) {
-            self.cursor.pos = span.end;
+            self.inbox.cursor.pos = span.end;
         }
-        self.cursor.last_seq = Some(ring.read_header(snap.last).seq);
+        self.inbox.cursor.last_seq = Some(ring.read_header(snap.last).seq);
         sync::unlock(mem, false);
     }
 
@@ -160,108 +142,17 @@ impl Port {
 
     /// The next frame if one is waiting, without sleeping.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Option<Received> {
-        // Bounded: under a flood every batch may turn out overwritten; the caller comes back.
-        for _ in 0..8 {
-            if let Some(got) = self.staging.deliver(buf) {
-                self.last_frame_at = Instant::now();
-                return Some(got);
-            }
-            if !self.refill() {
-                return None;
-            }
-        }
-        None
+        let (shared, promiscuous) = (&self.tx.shared, self.promiscuous);
+        self.inbox
+            .try_recv(buf, |inbox| refill(shared, promiscuous, inbox))
     }
 
     /// The next frame, sleeping up to `timeout` for one.
     pub fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Option<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(got) = self.try_recv(buf) {
-                return Some(got);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            let bus = &self.tx.shared.bus;
-            let (pos, seq) = (self.cursor.pos, &self.seq);
-            let news = || {
-                if bus.netbsd_compat {
-                    has_news(bus, pos)
-                } else {
-                    seq.has_news(&Ring::new(&bus.mem))
-                }
-            };
-            if self.last_frame_at.elapsed() < BUSY && scan::spin_for_news(&news, SPIN) {
-                continue;
-            }
-            match &self.waker {
-                Some(fd) => crate::wake::inotify_wait(fd, left),
-                None => {
-                    sync::wait_for_data(&bus.mem, left, news);
-                }
-            }
-        }
-    }
-
-    /// Copies the next batch of records out of the ring. False if there was nothing new.
-    fn refill(&mut self) -> bool {
-        self.staging.clear();
-        let shared = &self.tx.shared;
-        let me = shared.sender_id;
-        let mac = shared.mac;
-        let promiscuous = self.promiscuous;
-        let verdict = move |h: &RecordHeader, dst: &[u8; 6]| {
-            if h.sender == me {
-                Verdict::Own
-            } else if promiscuous || *dst == mac || dst[0] & 1 == 1 {
-                Verdict::Deliver
-            } else {
-                Verdict::Filtered
-            }
-        };
-        if shared.bus.netbsd_compat {
-            return self.refill_locked(&verdict);
-        }
-        let ring = Ring::new(&shared.bus.mem);
-        scan::scan_unlocked(
-            &ring,
-            &mut self.seq,
-            &mut self.staging,
-            &verdict,
-            &shared.counters,
-        )
-    }
-
-    /// NetBSD peers do not number their records, so on a shared bus a port reads like NetBSD:
-    /// under the lock, keeping its place by offset and generation.
-    fn refill_locked(&mut self, verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict) -> bool {
-        let shared = &self.tx.shared;
-        let mem = &shared.bus.mem;
-        let counters = &shared.counters;
-        let acquired = sync::lock(mem);
-        let ring = Ring::new(mem);
-        let snap = repair_if_needed(&ring, acquired, counters);
-        let Ok(span) = ring.span(&snap) else {
-            sync::unlock(mem, false);
-            return false;
-        };
-        if self.cursor.pos < span.first || self.cursor.pos > span.end {
-            self.cursor.resync(span.first, counters);
-        }
-        let (pos, bad) = scan::scan(&ring, span, self.cursor.pos, &mut self.staging, verdict);
-        self.cursor.pos = pos;
-        if bad.is_some() {
-            // A record nobody can walk past (oversize length, or one that overruns the newest
-            // record): count it and continue after the newest record.
-            Counters::add(&counters.corrupt, 1);
-            self.cursor.jumped_from.get_or_insert(pos);
-            self.cursor.pos = span.end;
-        }
-        sync::unlock(mem, false);
-        self.staging.account(&mut self.cursor, counters);
-        !self.staging.records.is_empty() || bad.is_some()
+        let (shared, promiscuous) = (&self.tx.shared, self.promiscuous);
+        self.inbox.recv(&shared.bus, buf, timeout, |inbox| {
+            refill(shared, promiscuous, inbox)
+        })
     }
 
     /// Test hook: takes the lock, writes half a record and never returns, so a test can kill the
@@ -291,6 +182,66 @@ impl Port {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
+}
+
+/// Copies the next batch of records out of the ring into the port's inbox. False if there was
+/// nothing new.
+fn refill(shared: &PortShared, promiscuous: bool, inbox: &mut Inbox) -> bool {
+    let (me, mac) = (shared.sender_id, shared.mac);
+    let verdict = move |h: &RecordHeader, dst: &[u8; 6]| {
+        if h.sender == me {
+            Verdict::Own
+        } else if promiscuous || *dst == mac || dst[0] & 1 == 1 {
+            Verdict::Deliver
+        } else {
+            Verdict::Filtered
+        }
+    };
+    if shared.bus.netbsd_compat {
+        return refill_locked(shared, inbox, &verdict);
+    }
+    let ring = Ring::new(&shared.bus.mem);
+    scan::scan_unlocked(
+        &ring,
+        &mut inbox.seq,
+        &mut inbox.staging,
+        &verdict,
+        &shared.counters,
+    )
+}
+
+/// NetBSD peers do not number their records, so on a shared bus a port reads like NetBSD:
+/// under the lock, keeping its place by offset and generation.
+fn refill_locked(
+    shared: &PortShared,
+    inbox: &mut Inbox,
+    verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
+) -> bool {
+    let mem = &shared.bus.mem;
+    let counters = &shared.counters;
+    let acquired = sync::lock(mem);
+    let ring = Ring::new(mem);
+    let snap = repair_if_needed(&ring, acquired, counters);
+    let Ok(span) = ring.span(&snap) else {
+        sync::unlock(mem, false);
+        return false;
+    };
+    let cursor = &mut inbox.cursor;
+    if cursor.pos < span.first || cursor.pos > span.end {
+        cursor.resync(span.first, counters);
+    }
+    let (pos, bad) = scan::scan(&ring, span, cursor.pos, &mut inbox.staging, verdict);
+    cursor.pos = pos;
+    if bad.is_some() {
+        // A record nobody can walk past (oversize length, or one that overruns the newest
+        // record): count it and continue after the newest record.
+        Counters::add(&counters.corrupt, 1);
+        cursor.jumped_from.get_or_insert(pos);
+        cursor.pos = span.end;
+    }
+    sync::unlock(mem, false);
+    inbox.staging.account(cursor, counters);
+    !inbox.staging.records.is_empty() || bad.is_some()
 }
 
 impl PortSender {

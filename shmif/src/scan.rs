@@ -163,6 +163,18 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
+    fn record(&mut self, item: &Item) {
+        match *item {
+            Item::Frame { len, .. } => {
+                self.received += 1;
+                self.received_bytes += len as u64;
+            }
+            Item::Runt => self.corrupt += 1,
+            Item::Filtered => self.filtered += 1,
+            Item::Own | Item::Placeholder => {}
+        }
+    }
+
     fn flush(&self, c: &Counters) {
         for (n, counter) in [
             (self.received, &c.received),
@@ -248,15 +260,7 @@ impl Cursor {
             }
         }
         self.last_seq = Some(seq);
-        match rec.item {
-            Item::Frame { len, .. } => {
-                tally.received += 1;
-                tally.received_bytes += len as u64;
-            }
-            Item::Runt => tally.corrupt += 1,
-            Item::Filtered => tally.filtered += 1,
-            Item::Own | Item::Placeholder => {}
-        }
+        tally.record(&rec.item);
     }
 }
 
@@ -370,15 +374,7 @@ impl SeqCursor {
             }
         }
         self.accounted = Some(seq);
-        match rec.item {
-            Item::Frame { len, .. } => {
-                tally.received += 1;
-                tally.received_bytes += len as u64;
-            }
-            Item::Runt => tally.corrupt += 1,
-            Item::Filtered => tally.filtered += 1,
-            Item::Own | Item::Placeholder => {}
-        }
+        tally.record(&rec.item);
     }
 }
 
