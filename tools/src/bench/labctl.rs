@@ -392,6 +392,12 @@ fn measure(base: &Base, lab: &Lab, file: &Path) -> anyhow::Result<Sample> {
         rss_kib += status_kib(p, "VmRSS:").with_context(|| format!("node pid {p} is gone"))?;
         rss_shmem_kib += status_kib(p, "RssShmem:").unwrap_or(0);
     }
+    // The ping really crossed the whole path: every router on it took one off the reply's TTL.
+    let (_, ping) = base.labctl(&["exec", &lab.name, "h1", "--", "ping", "-c", "1", "10.2.0.2"])?;
+    let want = format!("ttl={}", 255 - lab.hops);
+    if !ping.contains(&format!("{want} ")) {
+        bail!("{}: expected a reply with {want}:\n{ping}", lab.name);
+    }
     let (down, _) = base.labctl(&["down", &lab.name])?;
     Ok(Sample {
         up_and_checked_s: took.as_secs_f64(),
@@ -425,6 +431,15 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         }
         let med = |f: fn(&Sample) -> f64| median(&mut samples.iter().map(f).collect::<Vec<_>>());
         let checked = med(|s| s.up_and_checked_s);
+        let (lo, hi) = samples
+            .iter()
+            .map(|s| s.up_and_checked_s)
+            .fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        let spread = if samples.len() > 1 {
+            format!("{lo:.2}–{hi:.2}")
+        } else {
+            "–".into()
+        };
         let up = med(|s| s.up_s);
         let down = med(|s| s.down_s);
         let rss = med(|s| s.rss_kib as f64);
@@ -435,7 +450,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             None => "-".into(),
         };
         rows.push(format!(
-            "| {n} | {} | {} | {up:.2} | {checked:.2} | {:.1} | {:.0} | {:.1} | {down:.2} | {verdict} |",
+            "| {n} | {} | {} | {up:.2} | {checked:.2} | {spread} | {:.1} | {:.0} | {:.1} | {down:.2} | {verdict} |",
             lab.layout,
             lab.hops,
             rss / 1024.0,
@@ -459,18 +474,21 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
     }
     let mut md = format!(
         "`labctl test FILE --keep` on generated labs (release build), then `labctl down`; \
-         median of {} run(s). *Up* is labctl's own bring-up time (buses, nodes started, every \
+         median of {} run(s) (*spread*: fastest–slowest). *Up* is labctl's own bring-up time (buses, nodes started, every \
          node configured over its control socket); *up + check* is the whole command's wall \
          time until the lab's one check, a ping from h1 to h2 (the two ends), passed. *RSS* sums \
          the nodes' VmRSS from /proc; *shmem* is the bus pages in it (a bus is a shared file \
-         mapping, so a page counts once in every node that touched it). Hosts set \
-         `net.inet.ip.ttl = 255` so the ping survives the long paths. Targets (labctl issue): \
-         100 nodes in under 2 s, 1000 in under 20 s, judged on *up + check*.\n\n",
-        ctx.repeats
+         mapping, so a page counts once in every node that touched it). Buses have the default \
+         size, {} MiB. Hosts set `net.inet.ip.ttl = 255` so the ping survives the long paths; \
+         after each run a second ping checks that the reply's TTL is 255 minus the routers on \
+         the path. Targets (labctl issue): 100 nodes in under 2 s, 1000 in under 20 s, judged on \
+         *up + check*.\n\n",
+        ctx.repeats,
+        shmif::format::DEFAULT_BUS_SIZE / (1024 * 1024)
     );
-    md += "| Nodes | Layout | Routers on the ping's path | Up (s) | Up + check (s) | RSS total (MiB) \
+    md += "| Nodes | Layout | Routers on the ping's path | Up (s) | Up + check (s) | spread (s) | RSS total (MiB) \
            | RSS per node (KiB) | of which shmem (MiB) | Down (s) | Target |\n";
-    md += "|---:|:---|---:|---:|---:|---:|---:|---:|---:|:---|\n";
+    md += "|---:|:---|---:|---:|---:|:---:|---:|---:|---:|---:|:---|\n";
     for r in rows {
         md += &r;
         md.push('\n');
