@@ -343,3 +343,40 @@ fn tap_in_the_callers_own_namespace() {
         "tap {name} left behind in the host namespace"
     );
 }
+
+#[test]
+fn rx_thread_blocked_in_recv_wakes_for_the_reply_to_a_frame_sent_elsewhere() {
+    if !common::can_run("rx_thread_blocked_in_recv_wakes_for_the_reply_to_a_frame_sent_elsewhere") {
+        return;
+    }
+    let ns = Netns::new("rx");
+    let mut tap = open_in(&ns, "vtap7");
+    ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "vtap7"]);
+    let sender = tap.sender();
+    // The node's shape: an rx thread owns the Tap and blocks in recv; another thread sends.
+    let rx = std::thread::spawn(move || {
+        let mut buf = [0u8; 1514];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(n) = tap
+            .recv(&mut buf, deadline.saturating_duration_since(Instant::now()))
+            .expect("recv")
+        {
+            if let Some(arp) = common::parse_arp(&buf[..n]).filter(|a| a.op == ArpOps::Reply) {
+                return Some(arp);
+            }
+        }
+        None
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let request = common::arp_frame(
+        ArpOps::Request,
+        common::BROADCAST,
+        (OUR_MAC, OUR_IP),
+        ([0; 6], KERNEL_IP),
+    );
+    sender.send(&request).expect("send");
+    let reply = rx.join().expect("rx thread").expect("ARP reply within 5 s");
+    assert_eq!(reply.sender_ip, KERNEL_IP);
+    assert_eq!(reply.sender_mac, sender.mac());
+    assert_eq!(sender.stats().sent, 1);
+}
