@@ -176,9 +176,24 @@ fn sorted(v: &[f64]) -> Vec<f64> {
     s
 }
 
+/// Set to a directory holding `netstack` and `netstack-ctl` to measure those instead of building
+/// the current source (comparing two versions; the section then names the directory).
+const NETSTACK_DIR_ENV: &str = "SHMLAB_BENCH_NETSTACK_DIR";
+
 /// The release (or, for a debug bench, debug) `netstack` and `netstack-ctl`, built now so the
 /// numbers are for the current source, in the target directory the bench binary came from.
 fn netstack_bins(ctx: &Context) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if let Some(dir) = std::env::var_os(NETSTACK_DIR_ENV) {
+        let dir = PathBuf::from(dir);
+        let (node, ctl) = (dir.join("netstack"), dir.join("netstack-ctl"));
+        if !node.exists() || !ctl.exists() {
+            bail!(
+                "{NETSTACK_DIR_ENV}={}: no netstack and netstack-ctl there",
+                dir.display()
+            );
+        }
+        return Ok((node, ctl));
+    }
     let dir = ctx
         .exe
         .parent()
@@ -685,6 +700,12 @@ fn markdown(
     );
     if let Some(n) = kernel_note {
         s += &format!("Linux veth baseline {n}.\n\n");
+    }
+    if let Some(dir) = std::env::var_os(NETSTACK_DIR_ENV) {
+        s += &format!(
+            "netstack binaries from `{}` ({NETSTACK_DIR_ENV}), not built from this source.\n\n",
+            Path::new(&dir).display()
+        );
     }
     s += "| Path | Replies | Min µs | Median µs | p99 µs | Max µs | Median ÷ veth | p99 ÷ veth | Median ÷ same path | Spread |\n";
     s += "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
