@@ -732,8 +732,10 @@ fn markdown(
     }
     s += &format!(
         "\n### Node memory\n\nVmRSS and its parts from /proc/PID/status (KiB); target for an idle \
-         node: {} KiB or less. A bus is a shared file mapping, so its pages show up as RssShmem \
-         (tmpfs) in every node that touched them.\n\n",
+         node: {} KiB or less. RssFile is the pages of the executable and shared libraries \
+         (libc), shared with every other node; RssAnon is the node's private memory. A bus is a \
+         shared file mapping, so its pages show up as RssShmem (tmpfs) in every node that \
+         touched them.\n\n",
         RSS_TARGET_KIB
     );
     s += "| Node | VmRSS | RssAnon | RssFile | RssShmem | Threads | ≤ target |\n";
