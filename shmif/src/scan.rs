@@ -275,9 +275,9 @@ pub(crate) fn spin_for_news(news: &dyn Fn() -> bool, window: std::time::Duration
         if start.elapsed() >= window {
             return false;
         }
-        for _ in 0..64 {
-            std::hint::spin_loop();
-        }
+        // Yield rather than spin: on a small machine the thread that will answer (a node's
+        // stack thread, the writer) often needs this very CPU.
+        std::thread::yield_now();
     }
 }
 
