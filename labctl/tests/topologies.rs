@@ -46,6 +46,12 @@ fn router_chain_topology_passes_its_checks() {
     run_topology("router-chain.toml");
 }
 
+/// The README's main job (`tools/demo`) runs this lab.
+#[test]
+fn demo_topology_passes_its_checks() {
+    run_topology("demo.toml");
+}
+
 #[test]
 fn campus_topology_passes_its_checks() {
     run_topology("campus.toml");
