@@ -237,38 +237,7 @@ fn lab_for(n: usize) -> Lab {
 /// The release (or, for a debug bench, debug) `labctl` and `netstack`, built now so the numbers
 /// are for the current source, in the target directory the bench binary came from.
 fn bins(ctx: &Context) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let dir = ctx
-        .exe
-        .parent()
-        .context("the bench binary has no directory")?
-        .to_path_buf();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("no workspace root")?
-        .join("Cargo.toml");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args([
-            "build", "--quiet", "-p", "labctl", "-p", "netstack", "--bins",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build -p labctl -p netstack failed ({status})");
-    }
-    let (labctl, node) = (dir.join("labctl"), dir.join("netstack"));
-    if !labctl.exists() || !node.exists() {
-        bail!(
-            "built labctl and netstack, but they are not beside the bench binary in {}; \
-             run tools/bench with the same CARGO_TARGET_DIR as cargo",
-            dir.display()
-        );
-    }
+    let [labctl, node] = ctx.build_bins(&["labctl", "netstack"], ["labctl", "netstack"])?;
     Ok((labctl, node))
 }
 

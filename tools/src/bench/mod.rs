@@ -73,6 +73,50 @@ impl Context {
             exe: std::env::current_exe().context("locating the bench binary")?,
         })
     }
+
+    /// Builds `packages`' binaries from the current source (release, or debug for a debug
+    /// bench) into the target directory the bench binary came from, and returns the paths of
+    /// `bins` there, so the numbers are for this source.
+    pub fn build_bins<const N: usize>(
+        &self,
+        packages: &[&str],
+        bins: [&str; N],
+    ) -> anyhow::Result<[PathBuf; N]> {
+        let dir = self
+            .exe
+            .parent()
+            .context("the bench binary has no directory")?
+            .to_path_buf();
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("no workspace root")?
+            .join("Cargo.toml");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--bins", "--manifest-path"]);
+        build.arg(&manifest);
+        for p in packages {
+            build.args(["-p", p]);
+        }
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let what = format!("cargo build -p {}", packages.join(" -p "));
+        let status = build.status().with_context(|| format!("running {what}"))?;
+        if !status.success() {
+            anyhow::bail!("{what} failed ({status})");
+        }
+        let paths = bins.map(|b| dir.join(b));
+        if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+            anyhow::bail!(
+                "built {}, but it is not beside the bench binary in {}; \
+                 run tools/bench with the same CARGO_TARGET_DIR as cargo",
+                missing.display(),
+                dir.display()
+            );
+        }
+        Ok(paths)
+    }
 }
 
 /// One suite's results.

@@ -194,42 +194,7 @@ fn netstack_bins(ctx: &Context) -> anyhow::Result<(PathBuf, PathBuf)> {
         }
         return Ok((node, ctl));
     }
-    let dir = ctx
-        .exe
-        .parent()
-        .context("the bench binary has no directory")?
-        .to_path_buf();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("no workspace root")?
-        .join("Cargo.toml");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "netstack",
-            "--bins",
-            "--manifest-path",
-        ])
-        .arg(&manifest);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build -p netstack")?;
-    if !status.success() {
-        bail!("cargo build -p netstack failed ({status})");
-    }
-    let (node, ctl) = (dir.join("netstack"), dir.join("netstack-ctl"));
-    if !node.exists() || !ctl.exists() {
-        bail!(
-            "built netstack, but it is not beside the bench binary in {}; \
-             run tools/bench with the same CARGO_TARGET_DIR as cargo",
-            dir.display()
-        );
-    }
+    let [node, ctl] = ctx.build_bins(&["netstack"], ["netstack", "netstack-ctl"])?;
     Ok((node, ctl))
 }
 
