@@ -23,7 +23,8 @@
 //!   a persistent one (`ip tuntap add`) stays, without carrier.
 //!
 //! The `virtif-probe` binary opens a tap and prints what it found; the privilege test runs it
-//! as `nobody`.
+//! as `nobody`. The `virtif-bridge` binary joins a tap to a shmif bus (frames copied both ways,
+//! counted); labctl runs one per interface of a `kind = "linux"` node.
 
 #![cfg(target_os = "linux")]
 // tun-rs does the tap ioctls and rustix the setns/poll calls, so this crate needs no unsafe.

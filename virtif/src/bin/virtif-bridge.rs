@@ -163,7 +163,10 @@ fn run(args: &Args) -> Result<(), String> {
             }
         }
         if final_ {
-            eprintln!("virtif-bridge: stopping; {}", stats_json(args, &tap_tx, &bus_tx, &drops));
+            eprintln!(
+                "virtif-bridge: stopping; {}",
+                stats_json(args, &tap_tx, &bus_tx, &drops)
+            );
         }
     };
     let mut next_report = Instant::now();

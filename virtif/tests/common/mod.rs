@@ -123,7 +123,7 @@ use pnet_packet::arp::{
 use pnet_packet::ethernet::{EtherType, EtherTypes, EthernetPacket, MutableEthernetPacket};
 use pnet_packet::icmp::echo_reply::EchoReplyPacket;
 use pnet_packet::icmp::echo_request::MutableEchoRequestPacket;
-use pnet_packet::icmp::{IcmpCode, IcmpPacket, IcmpTypes};
+use pnet_packet::icmp::{IcmpCode, IcmpPacket, IcmpType, IcmpTypes};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::{Ipv4Packet, MutableIpv4Packet};
 use pnet_packet::Packet;
@@ -210,10 +210,33 @@ pub fn echo_request_frame(
     seq: u16,
     payload: &[u8],
 ) -> Vec<u8> {
+    echo_frame(IcmpTypes::EchoRequest, eth, src, dst, (ident, seq), payload)
+}
+
+/// The same with an echo reply.
+pub fn echo_reply_frame(
+    eth: ([u8; 6], [u8; 6]),
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ident: u16,
+    seq: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    echo_frame(IcmpTypes::EchoReply, eth, src, dst, (ident, seq), payload)
+}
+
+fn echo_frame(
+    kind: IcmpType,
+    eth: ([u8; 6], [u8; 6]),
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    (ident, seq): (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
     let mut icmp = vec![0u8; 8 + payload.len()];
     {
         let mut p = MutableEchoRequestPacket::new(&mut icmp).expect("buffer holds the header");
-        p.set_icmp_type(IcmpTypes::EchoRequest);
+        p.set_icmp_type(kind);
         p.set_icmp_code(IcmpCode(0));
         p.set_identifier(ident);
         p.set_sequence_number(seq);
@@ -258,6 +281,15 @@ pub struct EchoReply {
 
 /// An IPv4 ICMP echo reply whose lengths and both checksums are right, or None.
 pub fn parse_echo_reply(frame: &[u8]) -> Option<EchoReply> {
+    parse_echo(frame, IcmpTypes::EchoReply)
+}
+
+/// The same for an echo request (same fields).
+pub fn parse_echo_request(frame: &[u8]) -> Option<EchoReply> {
+    parse_echo(frame, IcmpTypes::EchoRequest)
+}
+
+fn parse_echo(frame: &[u8], kind: IcmpType) -> Option<EchoReply> {
     let eth = EthernetPacket::new(frame)?;
     if eth.get_ethertype() != EtherTypes::Ipv4 {
         return None;
@@ -274,20 +306,20 @@ pub fn parse_echo_reply(frame: &[u8]) -> Option<EchoReply> {
     assert_eq!(
         ip.get_checksum(),
         pnet_packet::ipv4::checksum(&ip),
-        "IPv4 header checksum of the kernel's reply"
+        "IPv4 header checksum of the kernel's packet"
     );
     let icmp_bytes = &eth.payload()[hlen..total];
     if icmp_bytes.len() < 8 {
         return None;
     }
     let icmp = IcmpPacket::new(icmp_bytes)?;
-    if icmp.get_icmp_type() != IcmpTypes::EchoReply {
+    if icmp.get_icmp_type() != kind {
         return None;
     }
     assert_eq!(
         icmp.get_checksum(),
         pnet_packet::icmp::checksum(&icmp),
-        "ICMP checksum of the kernel's reply"
+        "ICMP checksum of the kernel's packet"
     );
     let echo = EchoReplyPacket::new(icmp_bytes)?;
     Some(EchoReply {
