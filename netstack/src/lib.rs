@@ -2,8 +2,9 @@
 //! `rump_server`).
 //!
 //! Data flows through the modules in this order:
-//! - [`link`]: an rx thread per interface reads its bus [`shmif::Port`] and queues frames on
-//!   the node's event channel; the stack sends through the port's `PortSender`.
+//! - [`link`]: an rx thread per interface reads its bus [`shmif::Port`] (`shmifN`) or host tap
+//!   [`virtif::Tap`] (`virtN`) and queues frames on the node's event channel; the stack sends
+//!   through the matching sender half.
 //! - [`node`]: the event loop. One stack thread takes frames, control commands and timer
 //!   deadlines; a control thread serves the Unix socket ([`control`] protocol).
 //! - [`stack`]: all protocol state, owned by that one thread: Ethernet and ARP (`l2`), IPv4

@@ -2,8 +2,10 @@
 //!
 //! A shmif link is a bus [`shmif::Port`] owned by its own rx thread, which pushes every frame
 //! into the stack's event channel; the stack thread sends directly through the port's
-//! [`shmif::PortSender`], which also reads the port's bus counters at any time. The `LinkTx`
-//! trait lets unit tests capture frames instead.
+//! [`shmif::PortSender`], which also reads the port's bus counters at any time. A tap link
+//! (`virtN`, NetBSD's virt(4)) is the same shape over a host tap device: [`virtif::Tap`] in the
+//! rx thread, [`virtif::TapSender`] for the stack. The `LinkTx` trait lets unit tests capture
+//! frames instead.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +27,37 @@ pub trait LinkTx: Send {
     /// The link's bus counters as of now (zero for links without a bus).
     fn stats(&self) -> shmif::Stats {
         shmif::Stats::default()
+    }
+    /// The tap's counters, for tap links only.
+    fn tap_stats(&self) -> Option<virtif::Stats> {
+        None
+    }
+}
+
+impl LinkTx for virtif::TapSender {
+    fn send(&self, frame: &[u8]) -> Result<(), String> {
+        virtif::TapSender::send(self, frame).map_err(|e| e.to_string())
+    }
+    fn tap_stats(&self) -> Option<virtif::Stats> {
+        Some(virtif::TapSender::stats(self))
+    }
+}
+
+/// The receiving half an rx thread owns.
+trait LinkRx: Send + 'static {
+    /// One frame into `buf` within `timeout`; `Err` when the link is gone for good.
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String>;
+}
+
+impl LinkRx for shmif::Port {
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String> {
+        Ok(shmif::Port::recv(self, buf, timeout).map(|r| r.len))
+    }
+}
+
+impl LinkRx for virtif::Tap {
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String> {
+        virtif::Tap::recv(self, buf, timeout).map_err(|e| e.to_string())
     }
 }
 
@@ -49,6 +82,8 @@ pub struct Link {
     rx_queue_drops: Arc<AtomicU64>,
     /// How many of those the stack has already counted as `DropReason::RxQueueFull`.
     pub(crate) rx_queue_drops_counted: u64,
+    /// The rx thread, joined by [`Link::close`].
+    rx_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Link {
@@ -59,6 +94,11 @@ impl Link {
     /// The port's bus counters, read now (they are atomics the port updates as it goes).
     pub fn port_stats(&self) -> shmif::Stats {
         self.tx.stats()
+    }
+
+    /// The tap's counters, for tap links only.
+    pub fn tap_stats(&self) -> Option<virtif::Stats> {
+        self.tx.tap_stats()
     }
 
     /// Frames the rx thread dropped so far because the stack's queue was full.
@@ -76,6 +116,16 @@ impl Link {
             stop: Arc::new(AtomicBool::new(false)),
             rx_queue_drops: Arc::new(AtomicU64::new(0)),
             rx_queue_drops_counted: 0,
+            rx_thread: None,
+        }
+    }
+
+    /// Stops the rx thread and waits for it (at most one RX_POLL), so the device is closed
+    /// when this returns: re-opening the same tap right after then finds it free.
+    pub fn close(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.rx_thread.take() {
+            let _ = t.join();
         }
     }
 
@@ -89,30 +139,73 @@ impl Link {
         let port = bus.port();
         let mac = Mac(port.mac());
         let tx = port.sender();
+        Link::start(id, mac, path.to_path_buf(), Box::new(tx), port, events).map_err(|source| {
+            shmif::BusError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    }
+
+    /// Opens (or creates) host tap `tap_name` in our own network namespace and starts the rx
+    /// thread. The tap's MAC belongs to the host side; ours is a fresh random one.
+    pub fn attach_tap(
+        id: LinkId,
+        tap_name: &str,
+        events: Sender<Event>,
+    ) -> Result<Link, virtif::Error> {
+        let tap = virtif::Tap::open(&virtif::TapConfig::new(tap_name))?;
+        let tx = tap.sender();
+        Link::start(
+            id,
+            random_mac(),
+            PathBuf::from(tap_name),
+            Box::new(tx),
+            tap,
+            events,
+        )
+        .map_err(|source| virtif::Error::Io {
+            name: tap_name.to_owned(),
+            op: "starting its rx thread".to_owned(),
+            source,
+        })
+    }
+
+    fn start(
+        id: LinkId,
+        mac: Mac,
+        linkstr: PathBuf,
+        tx: Box<dyn LinkTx>,
+        rx: impl LinkRx,
+        events: Sender<Event>,
+    ) -> std::io::Result<Link> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_rx = stop.clone();
         let rx_queue_drops = Arc::new(AtomicU64::new(0));
         let drops = rx_queue_drops.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("rx-{}", path.display()))
+        let rx_thread = std::thread::Builder::new()
+            .name(format!("rx-{}", linkstr.display()))
             .stack_size(64 * 1024)
-            .spawn(move || rx_loop(id, port, events, &stop_rx, &drops));
-        if let Err(e) = spawned {
-            return Err(shmif::BusError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            });
-        }
+            .spawn(move || rx_loop(id, rx, events, &stop_rx, &drops))?;
         Ok(Link {
             id,
             mac,
-            linkstr: path.to_path_buf(),
-            tx: Box::new(tx),
+            linkstr,
+            tx,
             stop,
             rx_queue_drops,
             rx_queue_drops_counted: 0,
+            rx_thread: Some(rx_thread),
         })
     }
+}
+
+/// A locally administered unicast MAC, `b2:a1:` plus four random bytes (shmif ports use
+/// `b2:a0:`, so the two kinds are told apart in captures).
+fn random_mac() -> Mac {
+    let r = getrandom::u32().unwrap_or_else(|_| std::process::id().rotate_left(16));
+    let b = r.to_be_bytes();
+    Mac([0xb2, 0xa1, b[0], b[1], b[2], b[3]])
 }
 
 impl Drop for Link {
@@ -124,21 +217,30 @@ impl Drop for Link {
 
 fn rx_loop(
     id: LinkId,
-    mut port: shmif::Port,
+    mut rx: impl LinkRx,
     events: Sender<Event>,
     stop: &AtomicBool,
     drops: &AtomicU64,
 ) {
-    let mut buf = vec![0u8; 2048];
+    // Large enough for anything a tap may hand us; the stack checks lengths.
+    let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
-        if let Some(r) = port.recv(&mut buf, RX_POLL) {
-            let frame = buf[..r.len].to_vec();
-            match events.try_send(Event::Frame { link: id, frame }) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    drops.fetch_add(1, Ordering::Relaxed);
+        match rx.recv(&mut buf, RX_POLL) {
+            Ok(Some(len)) => {
+                let frame = buf[..len].to_vec();
+                match events.try_send(Event::Frame { link: id, frame }) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        drops.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // The tap was deleted under us: the link stays, silent; its counters say so.
+                tracing::warn!("link {id}: receiving stopped: {e}");
+                return;
             }
         }
     }

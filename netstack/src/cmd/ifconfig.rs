@@ -7,7 +7,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use super::{classful_prefix, mask_to_prefix, parse, parse_cidr, CmdError, Ctx, Done};
-use crate::stack::{IfAddr, IfCounters, Iface, Stack, MAX_MTU, MIN_MTU};
+use crate::stack::{IfAddr, IfCounters, IfKind, Iface, Stack, MAX_MTU, MIN_MTU};
 
 #[derive(Parser)]
 #[command(name = "ifconfig", about = "configure network interfaces")]
@@ -23,7 +23,7 @@ struct Args {
     verbose: bool,
     #[arg(long)]
     json: bool,
-    /// INTERFACE [create|destroy|up|down|mtu N|linkstr FILE|-linkstr|[inet] ADDR[/LEN]
+    /// INTERFACE [create|destroy|up|down|mtu N|linkstr FILE-OR-TAP|-linkstr|[inet] ADDR[/LEN]
     /// [netmask MASK] [alias|-alias|delete]]...
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     words: Vec<String>,
@@ -65,6 +65,20 @@ struct IfInfo {
     counters: Option<IfCounters>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bus: Option<BusStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tap: Option<TapStats>,
+}
+
+#[derive(Serialize)]
+struct TapStats {
+    sent: u64,
+    sent_bytes: u64,
+    received: u64,
+    received_bytes: u64,
+    send_errors: u64,
+    recv_errors: u64,
+    truncated: u64,
+    rx_queue_drops: u64,
 }
 
 const IFF_UP: u32 = 0x1;
@@ -110,22 +124,39 @@ fn info(i: &Iface, verbose: bool) -> IfInfo {
             })
             .collect(),
         counters: verbose.then_some(i.counters),
-        bus: i.link.as_ref().filter(|_| verbose).map(|l| {
-            let s = l.port_stats();
-            BusStats {
-                sent: s.sent,
-                sent_bytes: s.sent_bytes,
-                received: s.received,
-                received_bytes: s.received_bytes,
-                filtered: s.filtered,
-                lost: s.lost,
-                corrupt: s.corrupt,
-                resyncs: s.resyncs,
-                lock_recoveries: s.lock_recoveries,
-                ring_resets: s.ring_resets,
+        tap: i.link.as_ref().filter(|_| verbose).and_then(|l| {
+            let t = l.tap_stats()?;
+            Some(TapStats {
+                sent: t.sent,
+                sent_bytes: t.sent_bytes,
+                received: t.received,
+                received_bytes: t.received_bytes,
+                send_errors: t.send_errors,
+                recv_errors: t.recv_errors,
+                truncated: t.truncated,
                 rx_queue_drops: l.rx_queue_drops(),
-            }
+            })
         }),
+        bus: i
+            .link
+            .as_ref()
+            .filter(|l| verbose && l.tap_stats().is_none())
+            .map(|l| {
+                let s = l.port_stats();
+                BusStats {
+                    sent: s.sent,
+                    sent_bytes: s.sent_bytes,
+                    received: s.received,
+                    received_bytes: s.received_bytes,
+                    filtered: s.filtered,
+                    lost: s.lost,
+                    corrupt: s.corrupt,
+                    resyncs: s.resyncs,
+                    lock_recoveries: s.lock_recoveries,
+                    ring_resets: s.ring_resets,
+                    rx_queue_drops: l.rx_queue_drops(),
+                }
+            }),
     }
 }
 
@@ -160,6 +191,13 @@ fn render(i: &IfInfo) -> String {
             "        bus: sent {} ({} bytes), received {} ({} bytes), filtered {}, lost {}, corrupt {}, resyncs {}, lock_recoveries {}, ring_resets {}, rx_queue_drops {}\n",
             b.sent, b.sent_bytes, b.received, b.received_bytes, b.filtered, b.lost, b.corrupt,
             b.resyncs, b.lock_recoveries, b.ring_resets, b.rx_queue_drops
+        );
+    }
+    if let Some(t) = &i.tap {
+        s += &format!(
+            "        tap: sent {} ({} bytes), received {} ({} bytes), send_errors {}, recv_errors {}, truncated {}, rx_queue_drops {}\n",
+            t.sent, t.sent_bytes, t.received, t.received_bytes, t.send_errors, t.recv_errors,
+            t.truncated, t.rx_queue_drops
         );
     }
     s
@@ -263,6 +301,14 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     let err = |e: crate::stack::IfError| CmdError::fail(e.to_string());
     if act.create {
         stack.create_iface(name).map_err(err)?;
+        // NetBSD's virtN opens host tap tapN unless a linkstr says otherwise.
+        if IfKind::of(name) == Some(IfKind::Virt) && act.linkstr.is_none() {
+            let tap = name.replacen("virt", "tap", 1);
+            if let Err(e) = stack.attach_tap(name, &tap) {
+                let _ = stack.destroy_iface(name);
+                return Err(err(e));
+            }
+        }
     }
     if act.destroy {
         stack.destroy_iface(name).map_err(err)?;
@@ -274,9 +320,17 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         )));
     }
     if let Some(l) = &act.linkstr {
-        match l {
-            Some(path) => stack.attach_bus(name, Path::new(path)).map_err(err)?,
-            None => stack.detach(name).map_err(err)?,
+        let attached = match (l, IfKind::of(name)) {
+            (Some(tap), Some(IfKind::Virt)) => stack.attach_tap(name, tap),
+            (Some(path), _) => stack.attach_bus(name, Path::new(path)),
+            (None, _) => stack.detach(name),
+        };
+        if let Err(e) = attached {
+            // A failed `create ... linkstr` leaves no half-made interface behind.
+            if act.create {
+                let _ = stack.destroy_iface(name);
+            }
+            return Err(err(e));
         }
     }
     if let Some(m) = act.mtu {

@@ -166,14 +166,49 @@ pub struct Stack {
     pub halt_requested: bool,
 }
 
+/// What an interface attaches to, told by its name as on NetBSD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfKind {
+    /// `shmifN`: a shmif bus file.
+    Shmif,
+    /// `virtN`: a host tap device (virt(4)); `create` alone attaches `tapN`.
+    Virt,
+}
+
+impl IfKind {
+    /// The kind of `shmifN` / `virtN` names (N up to 4 digits), None for anything else.
+    pub fn of(name: &str) -> Option<IfKind> {
+        let unit = |n: &str| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit());
+        if name.strip_prefix("shmif").is_some_and(unit) {
+            Some(IfKind::Shmif)
+        } else if name.strip_prefix("virt").is_some_and(unit) {
+            Some(IfKind::Virt)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IfError {
     #[error("{0}: no such interface")]
     NoSuchInterface(String),
     #[error("{0}: interface already exists")]
     Exists(String),
-    #[error("{0}: unsupported interface name (expected shmifN, e.g. shmif0)")]
+    #[error("{0}: unsupported interface name (expected shmifN for a bus or virtN for a host tap, e.g. shmif0, virt0)")]
     BadName(String),
+    #[error("{name}: linkstr of a {kind} interface: {why}")]
+    WrongLink {
+        name: String,
+        kind: &'static str,
+        why: &'static str,
+    },
+    #[error("{name}: linkstr: {source}")]
+    AttachTap {
+        name: String,
+        #[source]
+        source: virtif::Error,
+    },
     #[error("{name}: linkstr: {source}")]
     Attach {
         name: String,
@@ -230,10 +265,7 @@ impl Stack {
     }
 
     pub fn create_iface(&mut self, name: &str) -> Result<u32, IfError> {
-        let valid = name.strip_prefix("shmif").is_some_and(|n| {
-            !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit())
-        });
-        if !valid {
+        if IfKind::of(name).is_none() {
             return Err(IfError::BadName(name.to_string()));
         }
         if self.iface(name).is_some() {
@@ -259,6 +291,13 @@ impl Stack {
 
     /// Attaches `name` to the bus file at `path` (replacing any previous link).
     pub fn attach_bus(&mut self, name: &str, path: &Path) -> Result<(), IfError> {
+        if IfKind::of(name) != Some(IfKind::Shmif) {
+            return Err(IfError::WrongLink {
+                name: name.to_string(),
+                kind: "virt",
+                why: "a virt interface attaches to a host tap; give a tap name, not a bus file",
+            });
+        }
         self.collect_link_drops();
         let id = self.next_link;
         let events = self.events.clone();
@@ -280,6 +319,45 @@ impl Stack {
                 })
             }
         };
+        iface.link = Some(link);
+        let index = iface.index;
+        self.next_link += 1;
+        self.arp.flush_interface(index);
+        self.announce(index);
+        Ok(())
+    }
+
+    /// Attaches virt interface `name` to host tap `tap` in the node's network namespace,
+    /// creating the tap if it does not exist (replacing any previous link).
+    pub fn attach_tap(&mut self, name: &str, tap: &str) -> Result<(), IfError> {
+        if IfKind::of(name) != Some(IfKind::Virt) {
+            return Err(IfError::WrongLink {
+                name: name.to_string(),
+                kind: "shmif",
+                why: "a shmif interface attaches to a bus file; use a virtN interface for taps",
+            });
+        }
+        self.collect_link_drops();
+        let id = self.next_link;
+        let Some(events) = self.events.clone() else {
+            return Err(IfError::AttachTap {
+                name: name.to_string(),
+                source: virtif::Error::Io {
+                    name: tap.to_string(),
+                    op: "attaching".into(),
+                    source: std::io::Error::other("this stack has no event channel for links"),
+                },
+            });
+        };
+        // Close the old tap first: re-attaching to the same name would find it busy.
+        if let Some(old) = self.iface_mut(name)?.link.take() {
+            old.close();
+        }
+        let link = Link::attach_tap(id, tap, events).map_err(|source| IfError::AttachTap {
+            name: name.to_string(),
+            source,
+        })?;
+        let iface = self.iface_mut(name)?;
         iface.link = Some(link);
         let index = iface.index;
         self.next_link += 1;

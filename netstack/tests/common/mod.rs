@@ -28,9 +28,23 @@ pub struct Node {
 impl Node {
     /// Starts `netstack --foreground` and waits until its socket accepts connections.
     pub fn start(dir: &Path, name: &str) -> Node {
+        Node::start_in(dir, name, None)
+    }
+
+    /// The same inside named network namespace `netns` (`ip netns exec` execs the node, so
+    /// the child is the node itself).
+    pub fn start_in(dir: &Path, name: &str, netns: Option<&str>) -> Node {
         let sock = dir.join(format!("{name}.sock"));
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(NETSTACK)
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, NETSTACK]);
+                c
+            }
+            None => Command::new(NETSTACK),
+        };
+        let child = cmd
             .arg("--socket")
             .arg(&sock)
             .arg("--foreground")
@@ -218,5 +232,82 @@ pub fn chain() -> Chain {
         r1,
         r2,
         h2,
+    }
+}
+
+/// True when this test may create network namespaces and taps (root and `ip`). Otherwise says
+/// why it is skipped, or fails when `SHMLAB_REQUIRE_ALL=1` (CI) forbids skipping.
+pub fn can_use_netns(test: &str) -> bool {
+    let why = if !rustix::process::geteuid().is_root() {
+        "needs root (network namespaces and taps)"
+    } else if Command::new("ip").arg("-V").output().is_err() {
+        "needs the `ip` command (apt-get install iproute2)"
+    } else {
+        return true;
+    };
+    if std::env::var("SHMLAB_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{test}: {why}, and SHMLAB_REQUIRE_ALL=1 forbids skipping");
+    }
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+/// A named network namespace `shmlab-ns-test-<pid>-<tag>`, deleted on drop. Declare it before
+/// the nodes inside it, so they are stopped first.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("shmlab-ns-test-{}-{tag}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let ns = Netns { name };
+        ns.run(&["ip", "netns", "add", &ns.name]);
+        ns
+    }
+
+    /// Runs `argv` (on the host) and returns its stdout; panics with its stderr on failure.
+    pub fn run(&self, argv: &[&str]) -> String {
+        let o = Command::new(argv[0])
+            .args(&argv[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        assert!(
+            o.status.success(),
+            "{argv:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `ip -n NS ARGS...`, which must succeed.
+    pub fn ip(&self, args: &str) -> String {
+        let mut argv = vec!["ip", "-n", &self.name];
+        argv.extend(args.split_whitespace());
+        self.run(&argv)
+    }
+
+    /// Runs a host command inside the namespace; its exit status and output.
+    pub fn exec(&self, cmd: &str) -> Out {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd.split_whitespace())
+            .output()
+            .expect("ip netns exec");
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
