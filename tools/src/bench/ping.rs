@@ -8,6 +8,9 @@
 //! iputils `ping -i 0.01` run inside a namespace. Every path gets a few warm-up pings first (ARP),
 //! and the repeats are interleaved path by path so a noisy moment on the shared machine hits all
 //! paths alike. The veth baseline needs root; without it the suite says so and runs the rest.
+//! So do the Linux-node rows: a namespace joined to a bus by `virtif-bridge` (a tap in the
+//! namespace, frames copied to and from the bus), as labctl's `kind = "linux"` nodes are, pinging
+//! and pinged by a netstack node on that bus: the veth pair row shows what the tap bridge costs.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -33,6 +36,8 @@ const RSS_TARGET_KIB: u64 = 4096;
 enum Kind {
     Netstack,
     Kernel,
+    /// A Linux namespace on a bus through virtif-bridge, with a netstack node at the other end.
+    LinuxNode,
 }
 
 /// One measured path: how to ping across it.
@@ -464,6 +469,74 @@ fn kernel_paths(ns: &mut Netns) -> anyhow::Result<Vec<Probe>> {
     ])
 }
 
+/// A Linux namespace joined to a bus by a `virtif-bridge` process, and a netstack node on that
+/// bus; the bridge is stopped when dropped (the namespace belongs to [`Netns`]).
+struct LinuxNode {
+    bridge: Child,
+    _peer: Node,
+}
+
+impl Drop for LinuxNode {
+    fn drop(&mut self) {
+        let _ = self.bridge.kill();
+        let _ = self.bridge.wait();
+    }
+}
+
+/// Linux node `10.199.5.1` <-> netstack node `10.199.5.2` on bus `lx.bus`, both directions.
+fn linux_node_paths(
+    ctx: &Context,
+    ns: &mut Netns,
+    (bin, ctl): (&Path, &Path),
+    dir: &Path,
+) -> anyhow::Result<(Vec<Probe>, LinuxNode)> {
+    let [bridge_bin] = ctx.build_bins(&["virtif"], ["virtif-bridge"])?;
+    let lx = ns.add("lx")?;
+    let bus = dir.join("lx.bus");
+    let mut bridge = Command::new(&bridge_bin)
+        .arg("--bus")
+        .arg(&bus)
+        .args(["--tap", "eth0", "--netns", &lx])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("lx-bridge.log"))?)
+        .spawn()
+        .with_context(|| format!("starting {}", bridge_bin.display()))?;
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(bridge.stdout.take().context("bridge stdout")?),
+        &mut ready,
+    )?;
+    if !ready.starts_with("ready ") {
+        let _ = bridge.kill();
+        bail!("virtif-bridge did not start; see lx-bridge.log in the lab directory");
+    }
+    let peer = Node::start(bin, ctl, dir, "lxpeer")?;
+    let linux = LinuxNode {
+        bridge,
+        _peer: peer,
+    };
+    ns.exec(&lx, &["ip", "addr", "add", "10.199.5.1/24", "dev", "eth0"])?;
+    linux._peer.iface("shmif0", &bus, "10.199.5.2/24")?;
+    let probes = vec![
+        Probe {
+            name: "Linux node → netstack node, one bus (tap bridge)",
+            kind: Kind::LinuxNode,
+            same_shape: Some("veth pair"),
+            pinger: Pinger::Netns {
+                ns: lx,
+                dst: "10.199.5.2".into(),
+            },
+        },
+        Probe {
+            name: "netstack node → Linux node, one bus (tap bridge)",
+            kind: Kind::LinuxNode,
+            same_shape: Some("veth pair"),
+            pinger: linux._peer.pinger("10.199.5.1"),
+        },
+    ];
+    Ok((probes, linux))
+}
+
 /// Statistics of one path over all its runs.
 #[derive(Debug, Serialize)]
 struct PathResult {
@@ -570,17 +643,28 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         names: Vec::new(),
         pairs: Vec::new(),
     };
+    let mut linux_node = None;
     let kernel_note = if !is_root() {
         eprintln!("bench ping: not root, so the Linux veth baseline was skipped");
-        Some("skipped: not root (network namespaces and veth pairs need root)".to_string())
+        Some("skipped: not root (network namespaces, veth pairs and taps need root)".to_string())
     } else {
         match kernel_paths(&mut netns) {
             Ok(k) => {
                 paths.extend(k);
-                None
+                match linux_node_paths(ctx, &mut netns, (&bin, &ctl), dir) {
+                    Ok((lx, node)) => {
+                        paths.extend(lx);
+                        linux_node = Some(node);
+                        None
+                    }
+                    Err(e) => {
+                        eprintln!("bench ping: the Linux node rows were skipped: {e:#}");
+                        Some(format!("measured, but the tap bridge rows were skipped: {e:#}"))
+                    }
+                }
             }
             Err(e) => {
-                eprintln!("bench ping: the Linux veth baseline was skipped: {e:#}");
+                eprintln!("bench ping: the Linux baseline was skipped: {e:#}");
                 Some(format!("skipped: setting up namespaces failed: {e:#}"))
             }
         }
@@ -607,6 +691,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         ("a (one bus), after the pings", a.memory()?),
         ("r (router, two buses), after the pings", r.memory()?),
     ];
+    drop(linux_node);
     drop(netns);
     drop((a, b, h1, r, h2));
 
@@ -659,8 +744,10 @@ fn markdown(
          *spread* is (max − min) / median of the per-run medians. netstack paths are \
          release-built nodes on {bus_mib} MiB buses (the default size) in /dev/shm, timed by the node's own `ping --json`; \
          kernel paths are iputils `ping` between network namespaces over veth pairs (the router \
-         namespace has `net.ipv4.ip_forward=1`). *÷ veth* divides by the veth pair row; *÷ same \
-         path* divides a netstack row by the kernel row of the same shape.\n\n",
+         namespace has `net.ipv4.ip_forward=1`). The tap bridge rows put a Linux namespace on a bus \
+         through `virtif-bridge` (labctl's `kind = \"linux\"` nodes) with a netstack node at the \
+         other end; the arrow is the direction of the echo request. *÷ veth* divides by the veth \
+         pair row; *÷ same path* divides a row by the kernel row of the same shape.\n\n",
         ctx.repeats
     );
     if let Some(n) = kernel_note {
