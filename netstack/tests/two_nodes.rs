@@ -303,6 +303,15 @@ fn daemon_returns_when_ready_and_halt_removes_the_socket() {
         .unwrap();
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("inet 10.0.0.1/24"));
+    // A flag where the socket goes is refused as such, not looked up as a socket path.
+    let o = Command::new(CTL)
+        .arg("--socket")
+        .arg(&sock)
+        .arg("halt")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown option --socket"));
     let o = Command::new(CTL).arg(&sock).arg("halt").output().unwrap();
     assert!(o.status.success(), "{o:?}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -29,6 +29,14 @@ fn main() -> ExitCode {
     if args.len() < 2 || args[0] == "-h" || args[0] == "--help" {
         return usage();
     }
+    if args[0].starts_with('-') {
+        // Not a socket path: `--socket X` is a common guess, and "no such socket" would mislead.
+        eprintln!(
+            "netstack-ctl: unknown option {} (the socket comes first, without a flag)",
+            args[0]
+        );
+        return usage();
+    }
     let socket = args.remove(0);
     let out = std::io::stdout();
     let err = std::io::stderr();
