@@ -1,7 +1,7 @@
 //! `labctl graph`: the lab as a DOT or Mermaid diagram. Nodes are boxes, buses are ellipses,
-//! and each edge is one interface, labelled with its name and addresses.
+//! host taps are diamonds, and each edge is one interface, labelled with its name and addresses.
 
-use crate::topology::Topology;
+use crate::topology::{Link, Topology};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -22,6 +22,29 @@ fn edge_label(ifc: &crate::topology::Interface) -> Vec<String> {
     parts
 }
 
+/// The host taps the lab's interfaces attach to, once each, in order of first mention.
+fn taps(topo: &Topology) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for t in topo
+        .nodes
+        .iter()
+        .flat_map(|n| n.interfaces.iter().filter_map(|i| i.tap()))
+    {
+        if !out.contains(&t.value.as_str()) {
+            out.push(&t.value);
+        }
+    }
+    out
+}
+
+/// The graph id of what an interface attaches to (`bus:NAME` or `tap:NAME`).
+fn link_id(link: &Link) -> String {
+    match link {
+        Link::Bus(b) => format!("bus:{}", b.value),
+        Link::Tap(t) => format!("tap:{}", t.value),
+    }
+}
+
 fn dot(topo: &Topology) -> String {
     let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     let mut s = format!("graph {} {{\n", q(&topo.name.value));
@@ -33,8 +56,18 @@ fn dot(topo: &Topology) -> String {
             q(&bus.name)
         ));
     }
+    for tap in taps(topo) {
+        s.push_str(&format!(
+            "  {} [shape=diamond, label={}];\n",
+            q(&format!("tap:{tap}")),
+            q(&format!("host tap {tap}"))
+        ));
+    }
     for node in &topo.nodes {
         let mut label = node.name.value.clone();
+        if node.kind.value != crate::topology::NodeKind::Netstack {
+            label.push_str(&format!("\\n({})", node.kind.value.as_str()));
+        }
         if node.forwarding {
             label.push_str("\\n(router)");
         }
@@ -49,7 +82,7 @@ fn dot(topo: &Topology) -> String {
             s.push_str(&format!(
                 "  {} -- {} [label={}];\n",
                 q(&format!("node:{}", node.name.value)),
-                q(&format!("bus:{}", ifc.bus.value)),
+                q(&link_id(&ifc.link)),
                 q(&edge_label(ifc).join("\n")).replace('\n', "\\n")
             ));
         }
@@ -71,6 +104,9 @@ fn mermaid(topo: &Topology) -> String {
     for bus in &topo.buses {
         s.push_str(&format!("  {}(({}))\n", id("bus", &bus.name), bus.name));
     }
+    for tap in taps(topo) {
+        s.push_str(&format!("  {}[/host tap {tap}/]\n", id("tap", tap)));
+    }
     for node in &topo.nodes {
         let shape = if node.forwarding {
             format!("{{{{{}}}}}", node.name.value)
@@ -85,7 +121,10 @@ fn mermaid(topo: &Topology) -> String {
                 "  {} ---|\"{}\"| {}\n",
                 id("node", &node.name.value),
                 edge_label(ifc).join(" "),
-                id("bus", &ifc.bus.value)
+                match &ifc.link {
+                    Link::Bus(b) => id("bus", &b.value),
+                    Link::Tap(t) => id("tap", &t.value),
+                }
             ));
         }
     }

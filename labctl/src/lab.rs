@@ -8,7 +8,10 @@
 //!   BUS.bus             one file per bus (mode 0600)
 //!   BUS.pcap            lifetime capture of a bus with `capture = true`
 //!   NODE.sock           control socket of a node
-//!   NODE.log            the node's log (--log); NODE.stderr holds whatever it printed
+//!   NODE.log            the node's log (--log); NODE.stderr holds whatever it printed;
+//!                       for a Linux node, its configuration commands and their output
+//!   NODE.IF.bridge.log  a Linux node's bridge (virtif-bridge) output, one per interface
+//!   NODE.IF.bridge.json that bridge's counters, rewritten every second
 //! ```
 //! With `up --dir D`, `BASE/NAME` is a symlink to `D`, so every command finds labs the same way.
 
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::linux::{BridgeState, Netns};
 
 pub const STATE_FILE: &str = "state.json";
 
@@ -72,6 +77,14 @@ impl Proc {
         }
     }
 
+    /// The process with this pid now, if there is one.
+    pub fn from_pid(pid: u32) -> Option<Proc> {
+        Some(Proc {
+            pid,
+            start_time: start_time(pid)?,
+        })
+    }
+
     /// Running (not a zombie) and still the same process.
     pub fn alive(&self) -> bool {
         match proc_stat(self.pid) {
@@ -108,18 +121,88 @@ fn start_time(pid: u32) -> Option<u64> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IfState {
     pub name: String,
+    /// The bus, or "" for an interface on a host tap.
+    #[serde(default)]
     pub bus: String,
+    /// The host tap of a netstack node's `virtN` interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap: Option<String>,
     pub addrs: Vec<String>,
+    /// The bridge joining a Linux node's tap to the bus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeState>,
+}
+
+impl IfState {
+    /// `lan1` or `tap tap3`, for tables.
+    pub fn link(&self) -> String {
+        match &self.tap {
+            Some(t) => format!("tap {t}"),
+            None => self.bus.clone(),
+        }
+    }
+}
+
+fn netstack_kind() -> String {
+    "netstack".into()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeState {
     pub name: String,
+    /// `netstack` or `linux`.
+    #[serde(default = "netstack_kind")]
+    pub kind: String,
+    /// The netstack daemon, or a Linux node's namespace holder; none for a Linux node in a
+    /// named namespace.
     #[serde(flatten)]
-    pub proc: Proc,
+    pub proc: Option<Proc>,
+    /// The control socket (netstack nodes).
+    #[serde(default)]
     pub socket: PathBuf,
     pub log: PathBuf,
     pub interfaces: Vec<IfState>,
+    /// A Linux node's network namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Netns>,
+}
+
+impl NodeState {
+    pub fn is_linux(&self) -> bool {
+        self.netns.is_some()
+    }
+
+    /// The netstack process runs, or the Linux node's namespace exists.
+    pub fn alive(&self) -> bool {
+        match (&self.netns, &self.proc) {
+            (Some(ns), _) => ns.alive(),
+            (None, Some(p)) => p.alive(),
+            (None, None) => false,
+        }
+    }
+
+    /// Its pid (netstack daemon or namespace holder), if it has one.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.pid)
+    }
+
+    /// Why the node cannot take a command, naming its pid or namespace and its log.
+    pub fn not_running(&self, lab: &str) -> String {
+        match (&self.netns, &self.proc) {
+            (Some(Netns::Named(n)), _) => format!(
+                "lab {lab}: node {} is not running (its namespace {n} is gone); its log is {}",
+                self.name,
+                self.log.display()
+            ),
+            (_, Some(p)) => format!(
+                "lab {lab}: node {} is not running (pid {} is gone); its log is {}",
+                self.name,
+                p.pid,
+                self.log.display()
+            ),
+            _ => format!("lab {lab}: node {} is not running", self.name),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -196,12 +279,29 @@ impl LabState {
             })
     }
 
-    /// Every process of the lab: nodes, then captures.
+    /// Every process of the lab: nodes (and namespace holders), bridges, then captures.
     pub fn procs(&self) -> Vec<Proc> {
         self.nodes
             .iter()
-            .map(|n| n.proc.clone())
+            .filter_map(|n| n.proc.clone())
+            .chain(
+                self.nodes
+                    .iter()
+                    .flat_map(|n| n.interfaces.iter())
+                    .filter_map(|i| i.bridge.as_ref().map(|b| b.proc.clone())),
+            )
             .chain(self.captures.iter().map(|c| c.proc.clone()))
+            .collect()
+    }
+
+    /// The named namespaces of the lab's Linux nodes.
+    pub fn named_netns(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.netns {
+                Some(Netns::Named(name)) => Some(name.clone()),
+                _ => None,
+            })
             .collect()
     }
 }
@@ -273,31 +373,43 @@ pub fn stop_all(procs: &[Proc], grace: Duration) -> (Vec<Proc>, Vec<Proc>) {
 /// Where the `netstack` binary is: `--netstack-bin`, then `$SHMLAB_NETSTACK`, then next to this
 /// executable (the same cargo target dir), then `$PATH`.
 pub fn find_netstack(explicit: Option<&Path>) -> Result<PathBuf> {
+    find_binary(
+        "netstack",
+        explicit,
+        "--netstack-bin",
+        "SHMLAB_NETSTACK",
+        "cargo build -p netstack",
+    )
+}
+
+/// Where binary `name` is: `explicit` (from `flag`), then `$env`, then next to this executable
+/// (the same cargo target dir), then `$PATH`. The error says how to build it (`build`).
+pub fn find_binary(
+    name: &str,
+    explicit: Option<&Path>,
+    flag: &str,
+    env: &str,
+    build: &str,
+) -> Result<PathBuf> {
     if let Some(p) = explicit {
         if p.is_file() {
             return Ok(p.to_path_buf());
         }
-        bail!(
-            "netstack binary {} (from --netstack-bin) does not exist",
-            p.display()
-        );
+        bail!("{name} binary {} (from {flag}) does not exist", p.display());
     }
-    if let Some(p) = std::env::var_os("SHMLAB_NETSTACK").filter(|p| !p.is_empty()) {
+    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if p.is_file() {
             return Ok(p);
         }
-        bail!(
-            "netstack binary {} (from $SHMLAB_NETSTACK) does not exist",
-            p.display()
-        );
+        bail!("{name} binary {} (from ${env}) does not exist", p.display());
     }
     let mut looked = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
             // Integration tests run from target/debug/deps; the binary is one level up.
             for d in [Some(dir), dir.parent()].into_iter().flatten() {
-                let p = d.join("netstack");
+                let p = d.join(name);
                 if p.is_file() {
                     return Ok(p);
                 }
@@ -307,7 +419,7 @@ pub fn find_netstack(explicit: Option<&Path>) -> Result<PathBuf> {
     }
     if let Some(path) = std::env::var_os("PATH") {
         for d in std::env::split_paths(&path) {
-            let p = d.join("netstack");
+            let p = d.join(name);
             if p.is_file() {
                 return Ok(p);
             }
@@ -315,8 +427,7 @@ pub fn find_netstack(explicit: Option<&Path>) -> Result<PathBuf> {
         looked.push("$PATH".to_string());
     }
     bail!(
-        "netstack binary not found (looked at {}); build it with `cargo build -p netstack`, or \
-         point --netstack-bin or $SHMLAB_NETSTACK at it",
+        "{name} binary not found (looked at {}); build it with `{build}`, or point {flag} or ${env} at it",
         looked.join(", ")
     )
 }

@@ -7,6 +7,8 @@
 //! - [`lab`]: where labs live (lab dirs, the `state.json` record of pids and sockets), finding
 //!   the `netstack` binary, and process control (start, signal, reap).
 //! - [`node`]: talking to a node's control socket (newline-delimited JSON, `netstack::control`).
+//! - [`linux`]: Linux nodes: network namespaces (named, or a holder process when unprivileged),
+//!   `virtif-bridge` processes joining their taps to buses, and commands run inside them.
 //! - [`lifecycle`]: `up` (buses, nodes in parallel, configuration, summary) and `down`.
 //! - [`checks`]: `labctl test`: runs `[[checks]]`, watches buses, writes JUnit XML.
 //! - [`capture`]: live pcap captures and ring dumps of a bus (passive `shmif::Reader`).
@@ -20,5 +22,6 @@ pub mod checks;
 pub mod graph;
 pub mod lab;
 pub mod lifecycle;
+pub mod linux;
 pub mod node;
 pub mod topology;

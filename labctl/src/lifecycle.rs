@@ -1,9 +1,11 @@
 //! `up` and `down`: from a validated topology to running, configured nodes and back to nothing.
 //!
-//! `up` claims the lab directory (refusing a lab that is up), creates the buses, starts every
-//! node, records their pids in `state.json` at once (so `down` works even if labctl dies), then
-//! waits for each control socket and configures the nodes in parallel. Any failure stops every
-//! process it started and removes the directory before the error is returned.
+//! `up` checks the privileges Linux nodes and host taps need, claims the lab directory
+//! (refusing a lab that is up), creates the buses, starts every node (a netstack process, or a
+//! Linux node's namespace and its bridges), recording each in `state.json` as it goes (so `down`
+//! works even if labctl dies), then waits for each control socket and configures the nodes in
+//! parallel. Any failure stops every process it started, deletes the namespaces it made and
+//! removes the directory before the error is returned.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,8 +17,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::lab::{self, BusState, CaptureState, IfState, LabState, NodeState, Proc};
+use crate::linux::{self, HostAccess, Netns};
 use crate::node;
-use crate::topology::{Node, RouteDest, Source, Topology};
+use crate::topology::{Link, Node, NodeKind, RouteDest, Source, Topology};
 
 /// How to bring a lab up.
 #[derive(Clone, Debug)]
@@ -25,6 +28,8 @@ pub struct UpOptions {
     pub dir: Option<PathBuf>,
     /// The `netstack` binary (see [`lab::find_netstack`]).
     pub netstack_bin: Option<PathBuf>,
+    /// The `virtif-bridge` binary (see [`linux::find_bridge`]).
+    pub bridge_bin: Option<PathBuf>,
     /// How long a node may take to open its control socket.
     pub ready_timeout: Duration,
     /// Show a progress bar (only sensible when stderr is a terminal).
@@ -38,6 +43,7 @@ impl Default for UpOptions {
         UpOptions {
             dir: None,
             netstack_bin: None,
+            bridge_bin: None,
             ready_timeout: Duration::from_secs(30),
             progress: false,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -45,10 +51,15 @@ impl Default for UpOptions {
     }
 }
 
-/// Things `up` did not apply, to print as warnings (IPv6 addresses and routes for now).
+/// Things `up` did not apply, to print as warnings (IPv6 addresses and routes of netstack
+/// nodes for now; Linux nodes apply them).
 pub fn warnings(topo: &Topology) -> Vec<String> {
     let mut out = Vec::new();
-    for n in &topo.nodes {
+    for n in topo
+        .nodes
+        .iter()
+        .filter(|n| n.kind.value != NodeKind::Linux)
+    {
         for ifc in &n.interfaces {
             for a in ifc.addrs.iter().filter(|a| !a.value.is_v4()) {
                 out.push(format!(
@@ -73,9 +84,15 @@ pub fn config_commands(node: &Node, bus_path: impl Fn(&str) -> PathBuf) -> Vec<V
     let mut cmds = Vec::new();
     for ifc in &node.interfaces {
         let name = ifc.name.value.as_str();
-        cmds.push(s(&["ifconfig", name, "create"]));
-        let bus = bus_path(&ifc.bus.value).display().to_string();
-        cmds.push(s(&["ifconfig", name, "linkstr", &bus]));
+        match &ifc.link {
+            Link::Bus(b) => {
+                cmds.push(s(&["ifconfig", name, "create"]));
+                let bus = bus_path(&b.value).display().to_string();
+                cmds.push(s(&["ifconfig", name, "linkstr", &bus]));
+            }
+            // One command: `create` alone would attach host tap tapN first.
+            Link::Tap(t) => cmds.push(s(&["ifconfig", name, "create", "linkstr", &t.value])),
+        }
         if let Some(mtu) = ifc.mtu {
             cmds.push(s(&["ifconfig", name, "mtu", &mtu.to_string()]));
         }
@@ -143,9 +160,14 @@ fn claim_dir(name: &str, dir: Option<&Path>) -> Result<PathBuf> {
     if link.symlink_metadata().is_ok() {
         if let Ok(state) = LabState::load(&link) {
             let alive = state.procs().iter().filter(|p| p.alive()).count();
-            if alive > 0 {
+            let namespaces = state
+                .named_netns()
+                .into_iter()
+                .filter(|n| Netns::Named(n.clone()).alive())
+                .count();
+            if alive + namespaces > 0 {
                 bail!(
-                    "lab \"{name}\" is already up ({alive} processes running, dir {}); run `labctl down {name}` first",
+                    "lab \"{name}\" is already up ({alive} processes running, {namespaces} network namespaces, dir {}); run `labctl down {name}` first",
                     link.display()
                 );
             }
@@ -214,6 +236,8 @@ struct Started {
     link: PathBuf,
     procs: Vec<Proc>,
     children: Vec<Child>,
+    /// Named namespaces made so far.
+    netns: Vec<Netns>,
 }
 
 impl Started {
@@ -222,8 +246,49 @@ impl Started {
         for c in &mut self.children {
             let _ = c.try_wait();
         }
+        for ns in &self.netns {
+            if let Err(e) = ns.remove() {
+                eprintln!("labctl: {e:#}");
+            }
+        }
         let _ = remove_lab_dir(&self.link, false);
     }
+}
+
+/// Named namespaces `shmlab-LAB-*` that no lab under the base dir records: leftovers of a lab
+/// whose directory is gone.
+pub fn orphan_netns(lab_name: &str) -> Vec<String> {
+    let prefix = linux::netns_name(lab_name, "");
+    let owned: Vec<String> = lab::lab_names()
+        .iter()
+        .filter_map(|n| LabState::load(&lab::lab_path(n)).ok())
+        .flat_map(|s| s.named_netns())
+        .collect();
+    linux::named_netns()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix) && !owned.contains(n))
+        .collect()
+}
+
+/// Deletes namespace `name` left over from an earlier run of this lab, or fails when another
+/// lab owns it (`shmlab-a-b-c` is lab `a` node `b-c` and lab `a-b` node `c`).
+fn clear_leftover_netns(lab_name: &str, name: &str) -> Result<()> {
+    if !Netns::Named(name.to_string()).alive() {
+        return Ok(());
+    }
+    for other in lab::lab_names().iter().filter(|n| *n != lab_name) {
+        if let Ok(s) = LabState::load(&lab::lab_path(other)) {
+            if s.named_netns().iter().any(|n| n == name) {
+                bail!(
+                    "network namespace {name} belongs to lab \"{other}\"; run `labctl down {other}` first, or rename a lab or node"
+                );
+            }
+        }
+    }
+    eprintln!("labctl: removing network namespace {name}, left over from an earlier run of lab {lab_name}");
+    Netns::Named(name.to_string()).remove().with_context(|| {
+        format!("removing the leftover namespace {name}; run `labctl down {lab_name}` or `ip netns del {name}`")
+    })
 }
 
 /// Brings the lab up. On error nothing of it is left running and its directory is gone.
@@ -233,15 +298,42 @@ pub fn up(topo: &Topology, src: &Source, opts: &UpOptions) -> Result<LabState> {
         let lines: Vec<String> = unsupported.iter().map(|d| d.to_string()).collect();
         bail!("cannot start this lab:\n{}", lines.join("\n"));
     }
-    let bin = lab::find_netstack(opts.netstack_bin.as_deref())?;
+    // Privileges first: nothing may be started for a lab that cannot come up.
+    let access = if topo.needs_host_network() {
+        Some(HostAccess::check(topo, &topo.file)?)
+    } else {
+        None
+    };
+    let bins = Binaries {
+        netstack: if topo
+            .nodes
+            .iter()
+            .any(|n| n.kind.value == NodeKind::Netstack)
+        {
+            Some(lab::find_netstack(opts.netstack_bin.as_deref())?)
+        } else {
+            None
+        },
+        bridge: if topo
+            .nodes
+            .iter()
+            .any(|n| n.kind.value == NodeKind::Linux && !n.interfaces.is_empty())
+        {
+            Some(linux::find_bridge(opts.bridge_bin.as_deref())?)
+        } else {
+            None
+        },
+        access,
+    };
     let name = topo.name.value.as_str();
     let link = claim_dir(name, opts.dir.as_deref())?;
     let mut started = Started {
         link: link.clone(),
         procs: Vec::new(),
         children: Vec::new(),
+        netns: Vec::new(),
     };
-    match start(topo, opts, &bin, &link, &mut started) {
+    match start(topo, opts, &bins, &link, &mut started) {
         Ok(state) => {
             // The children keep running after labctl exits; `down` stops them by pid.
             Ok(state)
@@ -255,10 +347,17 @@ pub fn up(topo: &Topology, src: &Source, opts: &UpOptions) -> Result<LabState> {
     }
 }
 
+/// What `up` found before it started anything.
+struct Binaries {
+    netstack: Option<PathBuf>,
+    bridge: Option<PathBuf>,
+    access: Option<HostAccess>,
+}
+
 fn start(
     topo: &Topology,
     opts: &UpOptions,
-    bin: &Path,
+    bins: &Binaries,
     link: &Path,
     started: &mut Started,
 ) -> Result<LabState> {
@@ -304,9 +403,40 @@ fn start(
         }
         Ok(())
     };
+    if bins.access == Some(HostAccess::Root) {
+        for n in topo
+            .nodes
+            .iter()
+            .filter(|n| n.kind.value == NodeKind::Linux)
+        {
+            clear_leftover_netns(name, &linux::netns_name(name, &n.name.value))?;
+        }
+    }
+    // From here on `down` finds whatever exists, even if labctl dies.
+    state.save()?;
+
     for n in &topo.nodes {
         cancelled()?;
         let nname = &n.name.value;
+        let log = dir.join(format!("{nname}.log"));
+        let interfaces: Vec<IfState> = n
+            .interfaces
+            .iter()
+            .map(|i| IfState {
+                name: i.name.value.clone(),
+                bus: i.bus().map(|b| b.value.clone()).unwrap_or_default(),
+                tap: i.tap().map(|t| t.value.clone()),
+                addrs: i.addrs.iter().map(|a| a.value.to_string()).collect(),
+                bridge: None,
+            })
+            .collect();
+        if n.kind.value == NodeKind::Linux {
+            start_linux(
+                n, bins, &dir, &mut state, started, log, interfaces, &bus_path,
+            )
+            .with_context(|| format!("node {nname}"))?;
+            continue;
+        }
         let socket = dir.join(format!("{nname}.sock"));
         if socket.as_os_str().len() > 107 {
             bail!(
@@ -315,7 +445,7 @@ fn start(
                 socket.as_os_str().len()
             );
         }
-        let log = dir.join(format!("{nname}.log"));
+        let bin = bins.netstack.as_deref().context("no netstack binary")?;
         let child = lab::spawn_node(bin, &socket, &log, &dir.join(format!("{nname}.stderr")))
             .with_context(|| format!("node {nname}"))?;
         let proc = Proc::of(&child);
@@ -323,18 +453,12 @@ fn start(
         started.children.push(child);
         state.nodes.push(NodeState {
             name: nname.clone(),
-            proc,
+            kind: NodeKind::Netstack.as_str().into(),
+            proc: Some(proc),
             socket,
             log,
-            interfaces: n
-                .interfaces
-                .iter()
-                .map(|i| IfState {
-                    name: i.name.value.clone(),
-                    bus: i.bus.value.clone(),
-                    addrs: i.addrs.iter().map(|a| a.value.to_string()).collect(),
-                })
-                .collect(),
+            interfaces,
+            netns: None,
         });
     }
 
@@ -389,7 +513,10 @@ fn start(
 
     let jobs: Vec<(&Node, &NodeState)> = topo.nodes.iter().zip(state.nodes.iter()).collect();
     let results = parallel(&jobs, 8, |_, (node, ns)| {
-        let r = configure(node, ns, opts, &bus_path);
+        let r = match &ns.netns {
+            Some(netns) => configure_linux(node, ns, netns, opts),
+            None => configure(node, ns, opts, &bus_path),
+        };
         bar.inc(1);
         r
     });
@@ -414,6 +541,108 @@ fn start(
     Ok(state)
 }
 
+/// Makes a Linux node's namespace and starts a bridge per interface, recording each in the
+/// state file before (namespace) or as soon as (bridge) it exists.
+#[allow(clippy::too_many_arguments)]
+fn start_linux(
+    n: &Node,
+    bins: &Binaries,
+    dir: &Path,
+    state: &mut LabState,
+    started: &mut Started,
+    log: PathBuf,
+    interfaces: Vec<IfState>,
+    bus_path: &impl Fn(&str) -> PathBuf,
+) -> Result<()> {
+    let nname = &n.name.value;
+    let netns = match bins.access {
+        Some(HostAccess::Root) => Netns::Named(linux::netns_name(&state.name, nname)),
+        Some(HostAccess::Holder) => {
+            let (child, proc) = linux::start_holder(&dir.join(format!("{nname}.holder.log")))?;
+            started.procs.push(proc.clone());
+            started.children.push(child);
+            Netns::Holder(proc)
+        }
+        None => bail!("no host access checked for a Linux node"),
+    };
+    state.nodes.push(NodeState {
+        name: nname.clone(),
+        kind: NodeKind::Linux.as_str().into(),
+        proc: match &netns {
+            Netns::Holder(p) => Some(p.clone()),
+            Netns::Named(_) => None,
+        },
+        socket: PathBuf::new(),
+        log: log.clone(),
+        interfaces,
+        netns: Some(netns.clone()),
+    });
+    state.save()?;
+    std::fs::write(
+        &log,
+        format!("linux node {nname} in {}\n", netns.describe()),
+    )
+    .with_context(|| format!("writing {}", log.display()))?;
+    if let Netns::Named(ns) = &netns {
+        linux::add_named(ns)?;
+        started.netns.push(netns.clone());
+    }
+    for (i, (ifname, bus, mtu)) in linux::bus_interfaces(n).enumerate() {
+        let bin = bins.bridge.as_deref().context("no virtif-bridge binary")?;
+        let stats = dir.join(format!("{nname}.{ifname}.bridge.json"));
+        let blog = dir.join(format!("{nname}.{ifname}.bridge.log"));
+        let (child, bridge) = linux::start_bridge(
+            bin,
+            &netns,
+            &bus_path(bus),
+            ifname,
+            mtu,
+            (&stats, &blog),
+            linux::BRIDGE_READY_TIMEOUT,
+        )
+        .with_context(|| format!("interface {ifname} on bus {bus}"))?;
+        started.procs.push(bridge.proc.clone());
+        started.children.push(child);
+        if let Some(ns) = state.nodes.last_mut() {
+            ns.interfaces[i].bridge = Some(bridge);
+        }
+        state.save()?;
+    }
+    Ok(())
+}
+
+/// Runs a Linux node's configuration commands inside its namespace, logging each to NODE.log.
+fn configure_linux(node: &Node, ns: &NodeState, netns: &Netns, opts: &UpOptions) -> Result<()> {
+    use std::io::Write;
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&ns.log)
+        .with_context(|| format!("opening {}", ns.log.display()))?;
+    for argv in linux::config_commands(node) {
+        if opts.cancel.load(Ordering::Relaxed) {
+            bail!("node {}: interrupted", ns.name);
+        }
+        let out = netns
+            .run(&argv)
+            .with_context(|| format!("node {}", ns.name))?;
+        let _ = writeln!(log, "$ {}", node::show(&argv));
+        let _ = log.write_all(&out.stdout);
+        let _ = log.write_all(&out.stderr);
+        if !out.status.success() {
+            bail!(
+                "node {} (namespace {}): `{}` failed ({}): {}",
+                ns.name,
+                netns.describe(),
+                node::show(&argv),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn configure(
     node: &Node,
     ns: &NodeState,
@@ -422,8 +651,12 @@ fn configure(
 ) -> Result<()> {
     let timeout = opts.ready_timeout;
     let cancelled = || opts.cancel.load(Ordering::Relaxed);
+    let proc = ns
+        .proc
+        .clone()
+        .context("a netstack node without a process")?;
     let died = |what: &str| {
-        let mut msg = format!("node {}: {what} (pid {})", ns.name, ns.proc.pid);
+        let mut msg = format!("node {}: {what} (pid {})", ns.name, proc.pid);
         let mut lines = lab::tail(&ns.log, 5);
         lines.extend(lab::tail(&ns.log.with_extension("stderr"), 5));
         if !lines.is_empty() {
@@ -431,26 +664,24 @@ fn configure(
         }
         anyhow!(msg)
     };
-    let mut conn =
-        node::connect_when_ready(&ns.socket, timeout, || ns.proc.alive() && !cancelled()).map_err(
-            |e| {
-                if ns.proc.alive() {
-                    died(&format!(
-                        "no answer on {} within {:?}: {e}",
-                        ns.socket.display(),
-                        timeout
-                    ))
-                } else {
-                    died("exited before opening its control socket")
-                }
-            },
-        )?;
+    let mut conn = node::connect_when_ready(&ns.socket, timeout, || proc.alive() && !cancelled())
+        .map_err(|e| {
+        if proc.alive() {
+            died(&format!(
+                "no answer on {} within {:?}: {e}",
+                ns.socket.display(),
+                timeout
+            ))
+        } else {
+            died("exited before opening its control socket")
+        }
+    })?;
     for argv in config_commands(node, bus_path) {
         if cancelled() {
             bail!("node {}: interrupted", ns.name);
         }
         let out = node::run_collect(&mut conn, &argv).map_err(|e| {
-            if ns.proc.alive() {
+            if proc.alive() {
                 died(&format!("`{}`: {e}", node::show(&argv)))
             } else {
                 died(&format!("died during `{}`", node::show(&argv)))
@@ -476,13 +707,29 @@ pub struct DownReport {
     pub killed: usize,
     pub already_dead: usize,
     pub survivors: Vec<u32>,
+    /// Named network namespaces deleted.
+    pub namespaces: usize,
     pub dir: PathBuf,
 }
 
-/// Stops every process of lab `name` and removes its directory (or keeps buses, pcaps and logs).
+/// Stops every process of lab `name`, deletes its namespaces and removes its directory (or
+/// keeps buses, pcaps and logs).
 pub fn down(name: &str, keep: bool) -> Result<DownReport> {
     let link = lab::lab_path(name);
     if link.symlink_metadata().is_err() {
+        // No directory, but perhaps namespaces of a lab whose directory went away.
+        let orphans = orphan_netns(name);
+        if !orphans.is_empty() {
+            let mut report = DownReport {
+                dir: link.clone(),
+                ..Default::default()
+            };
+            for n in &orphans {
+                Netns::Named(n.clone()).remove()?;
+                report.namespaces += 1;
+            }
+            return Ok(report);
+        }
         let up = lab::lab_names();
         bail!(
             "lab \"{name}\" is not up (no {}); running labs: {}",
@@ -498,15 +745,34 @@ pub fn down(name: &str, keep: bool) -> Result<DownReport> {
         dir: link.clone(),
         ..Default::default()
     };
+    let mut problems = Vec::new();
     // A lab whose `up` died before writing state has no known processes; its dir still goes.
     if let Ok(state) = LabState::load(&link) {
+        let netns: Vec<&Netns> = state
+            .nodes
+            .iter()
+            .filter_map(|n| n.netns.as_ref())
+            .collect();
+        // What runs inside a holder's namespace can only be found while the holder lives.
+        for ns in netns.iter().filter(|ns| matches!(ns, Netns::Holder(_))) {
+            let _ = ns.remove();
+        }
         let procs = state.procs();
         report.already_dead = procs.iter().filter(|p| !p.alive()).count();
         let (killed, survivors) = lab::stop_all(&procs, Duration::from_secs(3));
         report.killed = killed.len();
         report.stopped = procs.len() - report.already_dead;
         report.survivors = survivors.iter().map(|p| p.pid).collect();
-        report.dir = state.dir;
+        report.dir = state.dir.clone();
+        for ns in netns.iter().filter(|ns| matches!(ns, Netns::Named(_))) {
+            if !ns.alive() {
+                continue;
+            }
+            match ns.remove() {
+                Ok(()) => report.namespaces += 1,
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+        }
     }
     if !report.survivors.is_empty() {
         bail!(
@@ -515,45 +781,63 @@ pub fn down(name: &str, keep: bool) -> Result<DownReport> {
             link.display()
         );
     }
+    if !problems.is_empty() {
+        bail!(
+            "lab \"{name}\": {}; left {} in place so `labctl down {name}` can try again",
+            problems.join("; "),
+            link.display()
+        );
+    }
     remove_lab_dir(&link, keep)?;
     Ok(report)
 }
 
-/// A text table: node, pid, interfaces with their buses and addresses.
+/// A text table: node, kind, pid, interfaces with their buses (or taps) and addresses; then the
+/// namespace of each Linux node.
 pub fn summary(state: &LabState) -> String {
     let mut rows = vec![[
         "NODE".to_string(),
+        "KIND".to_string(),
         "PID".to_string(),
         "INTERFACE".to_string(),
         "BUS".to_string(),
         "ADDRESSES".to_string(),
     ]];
+    let pid = |n: &NodeState| n.pid().map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     for n in &state.nodes {
         if n.interfaces.is_empty() {
             rows.push([
                 n.name.clone(),
-                n.proc.pid.to_string(),
+                n.kind.clone(),
+                pid(n),
                 "-".into(),
                 "-".into(),
                 "-".into(),
             ]);
         }
         for (i, ifc) in n.interfaces.iter().enumerate() {
-            let (name, pid) = if i == 0 {
-                (n.name.clone(), n.proc.pid.to_string())
+            let (name, kind, pid) = if i == 0 {
+                (n.name.clone(), n.kind.clone(), pid(n))
             } else {
-                (String::new(), String::new())
+                (String::new(), String::new(), String::new())
             };
             rows.push([
                 name,
+                kind,
                 pid,
                 ifc.name.clone(),
-                ifc.bus.clone(),
+                ifc.link(),
                 ifc.addrs.join(" "),
             ]);
         }
     }
-    table(&rows)
+    let mut s = table(&rows);
+    for n in &state.nodes {
+        if let Some(ns) = &n.netns {
+            s.push_str(&format!("{}: Linux namespace {}\n", n.name, ns.describe()));
+        }
+    }
+    s
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -25,6 +25,10 @@ struct Cli {
     /// The netstack node binary (default: $SHMLAB_NETSTACK, next to labctl, then $PATH)
     #[arg(long, global = true, value_name = "PATH")]
     netstack_bin: Option<PathBuf>,
+    /// The bridge joining Linux nodes' taps to buses (default: $SHMLAB_VIRTIF_BRIDGE, next to
+    /// labctl, then $PATH)
+    #[arg(long, global = true, value_name = "PATH")]
+    virtif_bridge_bin: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -175,14 +179,15 @@ fn load(file: &Path) -> Result<(topology::Topology, topology::Source)> {
 
 /// Options for `up` and `test`. Ctrl-C and SIGTERM no longer kill labctl outright: they set
 /// `cancel`, and labctl stops what it started before it exits.
-fn up_options(cli_bin: &Option<PathBuf>, dir: Option<PathBuf>, timeout: f64) -> UpOptions {
+fn up_options(cli: &Bins, dir: Option<PathBuf>, timeout: f64) -> UpOptions {
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, cancel.clone());
     }
     UpOptions {
         dir,
-        netstack_bin: cli_bin.clone(),
+        netstack_bin: cli.netstack.clone(),
+        bridge_bin: cli.bridge.clone(),
         ready_timeout: Duration::from_secs_f64(timeout.max(0.1)),
         progress: std::io::stderr().is_terminal(),
         cancel,
@@ -217,10 +222,20 @@ fn lab_name(arg: &str) -> Result<String> {
     Ok(arg.to_string())
 }
 
+/// The binaries named on the command line.
+struct Bins {
+    netstack: Option<PathBuf>,
+    bridge: Option<PathBuf>,
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    let bins = Bins {
+        netstack: cli.netstack_bin,
+        bridge: cli.virtif_bridge_bin,
+    };
     match cli.cmd {
         Cmd::Up { file, dir, timeout } => {
-            let opts = up_options(&cli.netstack_bin, dir, timeout);
+            let opts = up_options(&bins, dir, timeout);
             let (_, state) = bring_up(&file, &opts)?;
             print!("{}", lifecycle::summary(&state));
             println!(
@@ -242,6 +257,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if r.already_dead > 0 {
                 msg.push_str(&format!(", {} were already dead", r.already_dead));
             }
+            if r.namespaces > 0 {
+                msg.push_str(&format!(", {} network namespaces deleted", r.namespaces));
+            }
             if keep {
                 msg.push_str(&format!("; kept {}", r.dir.display()));
             }
@@ -262,7 +280,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ]];
             for n in names {
                 if let Ok(s) = lab::find_lab(&n) {
-                    let alive = s.nodes.iter().filter(|x| x.proc.alive()).count();
+                    let alive = s.nodes.iter().filter(|x| x.alive()).count();
                     rows.push([
                         n,
                         s.nodes.len().to_string(),
@@ -283,7 +301,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             keep,
             dir,
             timeout,
-        } => test(&cli.netstack_bin, &file, junit, keep, dir, timeout),
+        } => test(&bins, &file, junit, keep, dir, timeout),
         Cmd::Capture {
             lab,
             bus,
@@ -375,13 +393,11 @@ fn exec(target: &[String], with_stdin: bool, cmd: &[String]) -> Result<ExitCode>
         _ => bail!("give [LAB] NODE before --"),
     };
     let ns = state.node(node_name)?;
-    if !ns.proc.alive() {
-        bail!(
-            "lab {}: node {node_name} is not running (pid {} is gone); its log is {}",
-            state.name,
-            ns.proc.pid,
-            ns.log.display()
-        );
+    if !ns.alive() {
+        bail!("{}", ns.not_running(&state.name));
+    }
+    if let Some(netns) = &ns.netns {
+        return exec_linux(netns, cmd);
     }
     use std::io::{Read, Write};
     let input = if with_stdin {
@@ -411,8 +427,27 @@ fn exec(target: &[String], with_stdin: bool, cmd: &[String]) -> Result<ExitCode>
     Ok(ExitCode::from(status.clamp(0, 255) as u8))
 }
 
+/// Runs a command inside a Linux node's namespace with labctl's stdio; its exit status (or
+/// 128 + signal) is labctl's. Ctrl-C reaches the command (same process group) but no longer
+/// kills labctl, so the status still comes through.
+fn exec_linux(netns: &labctl::linux::Netns, cmd: &[String]) -> Result<ExitCode> {
+    use std::os::unix::process::ExitStatusExt;
+    let ignore = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGQUIT] {
+        let _ = signal_hook::flag::register(sig, ignore.clone());
+    }
+    let status = netns
+        .command(cmd)
+        .status()
+        .with_context(|| format!("running `{}` in {}", node::show(cmd), netns.describe()))?;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
 fn test(
-    bin: &Option<PathBuf>,
+    bin: &Bins,
     file: &Path,
     junit: Option<PathBuf>,
     keep: bool,
@@ -495,7 +530,12 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 #[derive(Serialize)]
 struct NodeStatus {
     name: String,
-    pid: u32,
+    kind: String,
+    /// The netstack process, or a Linux node's namespace holder.
+    pid: Option<u32>,
+    /// A Linux node's namespace (name, or `holder pid N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
     alive: bool,
     answers: bool,
     socket: PathBuf,
@@ -507,10 +547,22 @@ struct NodeStatus {
 struct IfStatus {
     name: String,
     bus: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tap: Option<String>,
     addrs: Vec<String>,
+    /// A Linux node's bridge process for this interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bridge: Option<BridgeStatus>,
     /// The node's `ifconfig -v NAME` (packet, byte, error and bus counters): its `--json`
     /// object with `status --json`, else its text lines.
     counters: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct BridgeStatus {
+    pid: u32,
+    alive: bool,
+    mac: String,
 }
 
 #[derive(Serialize)]
@@ -533,7 +585,10 @@ struct LabStatus {
 
 fn lab_status(state: &LabState, json: bool) -> LabStatus {
     let nodes = lifecycle::parallel(&state.nodes, 8, |_, n| {
-        let alive = n.proc.alive();
+        let alive = n.alive();
+        if n.is_linux() {
+            return linux_status(n, json);
+        }
         let mut conn = if alive {
             node::Connection::open(&n.socket).ok()
         } else {
@@ -562,14 +617,18 @@ fn lab_status(state: &LabState, json: bool) -> LabStatus {
                 IfStatus {
                     name: i.name.clone(),
                     bus: i.bus.clone(),
+                    tap: i.tap.clone(),
                     addrs: i.addrs.clone(),
+                    bridge: None,
                     counters,
                 }
             })
             .collect();
         NodeStatus {
             name: n.name.clone(),
-            pid: n.proc.pid,
+            kind: n.kind.clone(),
+            pid: n.pid(),
+            namespace: None,
             alive,
             answers,
             socket: n.socket.clone(),
@@ -606,6 +665,61 @@ fn lab_status(state: &LabState, json: bool) -> LabStatus {
     }
 }
 
+/// A Linux node: its namespace, and per interface its bridge and the bridge's counters (the
+/// stats file as JSON, or one text line).
+fn linux_status(n: &lab::NodeState, json: bool) -> NodeStatus {
+    let alive = n.alive();
+    let interfaces =
+        n.interfaces
+            .iter()
+            .map(|i| {
+                let b = i.bridge.as_ref();
+                let stats = b.and_then(|b| labctl::linux::read_stats(&b.stats));
+                let bridge = b.map(|b| BridgeStatus {
+                    pid: b.proc.pid,
+                    alive: b.proc.alive(),
+                    mac: b.mac.clone(),
+                });
+                let counters = match (stats, json) {
+                    (Some(v), true) => v,
+                    (Some(v), false) => {
+                        let f = |k: &str| v[k].as_u64().unwrap_or(0);
+                        serde_json::json!([format!(
+                        "bridge pid {} ({}): tap_rx {} tap_tx {} bus_rx {} bus_tx {} dropped {}",
+                        bridge.as_ref().map(|b| b.pid).unwrap_or(0),
+                        if bridge.as_ref().is_some_and(|b| b.alive) { "running" } else { "dead" },
+                        f("tap_rx"),
+                        f("tap_tx"),
+                        f("bus_rx"),
+                        f("bus_tx"),
+                        f("dropped")
+                    )])
+                    }
+                    (None, _) => serde_json::Value::Null,
+                };
+                IfStatus {
+                    name: i.name.clone(),
+                    bus: i.bus.clone(),
+                    tap: i.tap.clone(),
+                    addrs: i.addrs.clone(),
+                    bridge,
+                    counters,
+                }
+            })
+            .collect();
+    NodeStatus {
+        name: n.name.clone(),
+        kind: n.kind.clone(),
+        pid: n.pid(),
+        namespace: n.netns.as_ref().map(|ns| ns.describe()),
+        alive,
+        answers: alive,
+        socket: n.socket.clone(),
+        log: n.log.clone(),
+        interfaces,
+    }
+}
+
 fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
     let states: Vec<LabState> = match lab {
         Some(name) => vec![lab::find_lab(&lab_name(&name)?)?],
@@ -631,25 +745,35 @@ fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
         );
         let mut rows = vec![[
             "NODE".to_string(),
+            "KIND".to_string(),
             "PID".to_string(),
             "STATE".to_string(),
             "INTERFACES".to_string(),
         ]];
         for n in &s.nodes {
-            let state = match (n.alive, n.answers) {
-                (true, true) => "running",
-                (true, false) => "not answering",
-                _ => "dead",
+            let state = match (n.alive, n.answers, &n.namespace) {
+                (true, _, Some(ns)) => format!("running in {ns}"),
+                (false, _, Some(ns)) => format!("gone ({ns} no longer exists)"),
+                (true, true, None) => "running".into(),
+                (true, false, None) => "not answering".into(),
+                _ => "dead".into(),
             };
             let ifs: Vec<String> = n
                 .interfaces
                 .iter()
-                .map(|i| format!("{}@{} {}", i.name, i.bus, i.addrs.join(" ")))
+                .map(|i| {
+                    let at = match &i.tap {
+                        Some(t) => format!("tap {t}"),
+                        None => i.bus.clone(),
+                    };
+                    format!("{}@{} {}", i.name, at, i.addrs.join(" "))
+                })
                 .collect();
             rows.push([
                 n.name.clone(),
-                n.pid.to_string(),
-                state.into(),
+                n.kind.clone(),
+                n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                state,
                 ifs.join(", "),
             ]);
         }

@@ -65,7 +65,8 @@ pub struct BusSpec {
 pub enum NodeKind {
     /// Our own stack, the `netstack` daemon.
     Netstack,
-    /// The Linux kernel in a network namespace (issue 5; parsed, not started yet).
+    /// The Linux kernel in a network namespace, each interface a tap bridged to its bus by a
+    /// `virtif-bridge` process.
     Linux,
     /// A real NetBSD `rump_server` (parsed, not started yet).
     Rump,
@@ -97,11 +98,50 @@ pub struct Node {
 
 #[derive(Clone, Debug)]
 pub struct Interface {
-    /// `shmifN` unless given.
+    /// Unless given: `shmifN` (bus) or `virtN` (tap) on netstack nodes, counting interfaces of
+    /// that link type; `ethN` on linux nodes, N the interface's index.
     pub name: At<String>,
-    pub bus: At<String>,
+    /// What the interface is attached to.
+    pub link: Link,
     pub addrs: Vec<At<IfAddr>>,
     pub mtu: Option<u32>,
+}
+
+/// Where an interface's frames go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// `bus = "NAME"`: a bus of the lab.
+    Bus(At<String>),
+    /// `tap = "NAME"`: a host tap device (netstack nodes only), outside the lab.
+    Tap(At<String>),
+}
+
+impl Link {
+    /// What the link is, without its location: (is a tap, name).
+    pub fn key(&self) -> (bool, &str) {
+        match self {
+            Link::Bus(b) => (false, &b.value),
+            Link::Tap(t) => (true, &t.value),
+        }
+    }
+}
+
+impl Interface {
+    /// The bus this interface sits on, if it sits on one.
+    pub fn bus(&self) -> Option<&At<String>> {
+        match &self.link {
+            Link::Bus(b) => Some(b),
+            Link::Tap(_) => None,
+        }
+    }
+
+    /// The host tap this interface is attached to, if any.
+    pub fn tap(&self) -> Option<&At<String>> {
+        match &self.link {
+            Link::Tap(t) => Some(t),
+            Link::Bus(_) => None,
+        }
+    }
 }
 
 /// An interface address with its prefix length.
@@ -338,15 +378,22 @@ impl Topology {
         self.buses.iter().find(|b| b.name == name)
     }
 
+    /// Does `up` need the privileges of Linux nodes or host taps (see `lifecycle::privileges`)?
+    pub fn needs_host_network(&self) -> bool {
+        self.nodes.iter().any(|n| {
+            n.kind.value == NodeKind::Linux || n.interfaces.iter().any(|i| i.tap().is_some())
+        })
+    }
+
     /// Features the model accepts but `up` cannot deliver yet, each as a located error.
     pub fn unsupported(&self, src: &Source) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for node in &self.nodes {
-            if node.kind.value != NodeKind::Netstack {
+            if node.kind.value == NodeKind::Rump {
                 out.push(src.diag(
                     &node.kind.loc,
                     format!(
-                        "kind \"{}\" is not implemented yet (issue 5); only \"netstack\" nodes can be started",
+                        "kind \"{}\" is not implemented yet; only \"netstack\" and \"linux\" nodes can be started",
                         node.kind.value.as_str()
                     ),
                 ));
@@ -389,6 +436,32 @@ pub fn parse_source(src: &Source, file: &Path, base: &Path) -> Result<Topology, 
             Err(TopologyError::Invalid(diags))
         }
     }
+}
+
+/// What is wrong with `name` as a Linux interface name, if anything: at most 15 bytes, no '/',
+/// ':' or whitespace, not `.`, `..` or `lo`.
+pub fn ifname_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name.len() > 15 {
+        return Some(format!(
+            "is {} bytes long; Linux interface names have at most 15",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." || name == "lo" {
+        return Some(format!("\"{name}\" is reserved"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Some(format!(
+            "contains {c:?}, which Linux interface names cannot"
+        ));
+    }
+    None
 }
 
 /// Lab, node and bus names become file names: letters, digits, `.`, `_`, `-`; not starting with

@@ -366,14 +366,14 @@ pub(super) fn parse(
 
     // Buses named only by interfaces, in order of first mention.
     for node in &nodes {
-        for ifc in &node.interfaces {
-            if !buses.iter().any(|b| b.name == ifc.bus.value) {
+        for bus in node.interfaces.iter().filter_map(Interface::bus) {
+            if !buses.iter().any(|b| b.name == bus.value) {
                 buses.push(BusSpec {
-                    name: ifc.bus.value.clone(),
+                    name: bus.value.clone(),
                     size: None,
                     capture: false,
                     declared: false,
-                    loc: ifc.bus.loc.clone(),
+                    loc: bus.loc.clone(),
                 });
             }
         }
@@ -449,8 +449,10 @@ fn parse_node(cx: &mut Cx<'_>, name: At<String>, v: &Value<'_>, base: &Path) -> 
     if let Some(v) = get(t, "interfaces") {
         let p = format!("{path}.interfaces");
         if let Some(items) = cx.array(v, &p) {
+            let mut counts = IfCounts::default();
             for (i, iv) in items.iter().enumerate() {
-                if let Some(ifc) = parse_interface(cx, iv, &format!("{p}[{i}]"), i) {
+                let ip = format!("{p}[{i}]");
+                if let Some(ifc) = parse_interface(cx, iv, &ip, node.kind.value, &mut counts) {
                     node.interfaces.push(ifc);
                 }
             }
@@ -493,30 +495,64 @@ fn parse_node(cx: &mut Cx<'_>, name: At<String>, v: &Value<'_>, base: &Path) -> 
     Some(node)
 }
 
-fn parse_interface(cx: &mut Cx<'_>, v: &Value<'_>, path: &str, index: usize) -> Option<Interface> {
+/// How many interfaces of each link type a node has so far, for default names.
+#[derive(Default)]
+struct IfCounts {
+    all: usize,
+    bus: usize,
+    tap: usize,
+}
+
+fn parse_interface(
+    cx: &mut Cx<'_>,
+    v: &Value<'_>,
+    path: &str,
+    kind: NodeKind,
+    counts: &mut IfCounts,
+) -> Option<Interface> {
     let t = cx.table(v, path)?;
-    cx.check_keys(t, &["bus", "addrs", "name", "mtu"], path);
-    let bus = match get(t, "bus") {
-        Some(bv) => cx.at_string(bv, &format!("{path}.bus"))?,
-        None => {
+    cx.check_keys(t, &["bus", "tap", "addrs", "name", "mtu"], path);
+    let link = match (get(t, "bus"), get(t, "tap")) {
+        (Some(bv), None) => Link::Bus(cx.at_string(bv, &format!("{path}.bus"))?),
+        (None, Some(tv)) => Link::Tap(cx.at_string(tv, &format!("{path}.tap"))?),
+        (Some(_), Some(_)) => {
+            let span = key_span(t, "tap").unwrap_or(v.span());
+            cx.err(
+                span,
+                path,
+                "give exactly one of `bus` (a bus of the lab) or `tap` (a host tap device), not both",
+            );
+            return None;
+        }
+        (None, None) => {
             cx.err(
                 v.span(),
                 path,
-                "missing `bus`: every interface sits on a bus",
+                "missing `bus`: every interface sits on a bus (or, on a netstack node, on a host tap: `tap = \"NAME\"`)",
             );
             return None;
         }
     };
+    let default_name = match (kind, &link) {
+        (NodeKind::Linux, _) => format!("eth{}", counts.all),
+        (_, Link::Bus(_)) => format!("shmif{}", counts.bus),
+        (_, Link::Tap(_)) => format!("virt{}", counts.tap),
+    };
+    counts.all += 1;
+    match link {
+        Link::Bus(_) => counts.bus += 1,
+        Link::Tap(_) => counts.tap += 1,
+    }
     let name = match get(t, "name") {
         Some(nv) => cx.at_string(nv, &format!("{path}.name"))?,
         None => At {
-            value: format!("shmif{index}"),
+            value: default_name,
             loc: loc(v, path),
         },
     };
     let mut ifc = Interface {
         name,
-        bus,
+        link,
         addrs: Vec::new(),
         mtu: None,
     };

@@ -82,7 +82,7 @@ interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24"] }]
     assert_has(&errs, "topo.toml:2:1: colour: unknown key \"colour\"");
     assert_has(
         &errs,
-        "topo.toml:4:55: nodes.h1.interfaces[0].speed: unknown key \"speed\" (known: bus, addrs, name, mtu)",
+        "topo.toml:4:55: nodes.h1.interfaces[0].speed: unknown key \"speed\" (known: bus, tap, addrs, name, mtu)",
     );
     assert_has(&errs, "topo.toml:5:1: nodes.h1.gateway: unknown key");
     assert_eq!(errs.len(), 3, "{errs:#?}");
@@ -303,10 +303,10 @@ expect_on_bus = {{ bus = "wan", proto = "gre" }}
 }
 
 #[test]
-fn ipv6_ipsec_and_linux_parse_but_are_flagged_unsupported_at_up() {
+fn ipv6_ipsec_and_rump_parse_but_are_flagged_unsupported_at_up() {
     let text = r#"name = "lab"
 [nodes.h1]
-kind = "linux"
+kind = "rump"
 interfaces = [{ bus = "lan", addrs = ["10.0.0.1/24", "fd00::1/64"] }]
 [nodes.h2]
 ipsec = { setkey = "flush;" }
@@ -319,7 +319,7 @@ interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24", "fd00::2/64"] }]
     assert_eq!(
         un,
         [
-            "topo.toml:3:8: nodes.h1.kind: kind \"linux\" is not implemented yet (issue 5); only \"netstack\" nodes can be started",
+            "topo.toml:3:8: nodes.h1.kind: kind \"rump\" is not implemented yet; only \"netstack\" and \"linux\" nodes can be started",
             "topo.toml:6:9: nodes.h2.ipsec: IPsec is not implemented yet: the node has no setkey; remove `ipsec` to start this lab",
         ]
     );
@@ -363,4 +363,185 @@ interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24"] }]
             "route add -host 10.9.9.9 10.0.0.2",
         ]
     );
+}
+
+const LINUX_AND_TAPS: &str = r#"name = "mixed"
+[nodes.l1]
+kind = "linux"
+interfaces = [
+  { bus = "lan", addrs = ["10.0.0.1/24", "fd00::1/64"], mtu = 1400 },
+  { bus = "wan", addrs = ["10.0.1.1/24"], name = "uplink" },
+]
+routes = [{ to = "default", via = "10.0.1.2" }]
+sysctl = { "net.ipv4.icmp_ratelimit" = 0 }
+exec = ["ip neigh"]
+[nodes.n1]
+interfaces = [
+  { tap = "shmtap0", addrs = ["10.9.0.2/24"] },
+  { bus = "lan", addrs = ["10.0.0.2/24"] },
+  { tap = "shmtap1", mtu = 1280 },
+  { bus = "wan", addrs = ["10.0.1.2/24"] },
+]
+forwarding = true
+routes = [{ to = "10.8.0.0/16", via = "10.9.0.1" }]
+"#;
+
+#[test]
+fn interface_names_default_per_kind_and_link() {
+    let t = ok(LINUX_AND_TAPS);
+    let names = |n: usize| -> Vec<String> {
+        t.nodes[n]
+            .interfaces
+            .iter()
+            .map(|i| i.name.value.clone())
+            .collect()
+    };
+    assert_eq!(names(0), ["eth0", "uplink"]);
+    // shmifN counts bus interfaces, virtN tap interfaces.
+    assert_eq!(names(1), ["virt0", "shmif0", "virt1", "shmif1"]);
+    assert_eq!(t.nodes[1].interfaces[0].tap().unwrap().value, "shmtap0");
+    assert!(t.nodes[1].interfaces[0].bus().is_none());
+    // Taps are not buses: only lan and wan exist.
+    let buses: Vec<&str> = t.buses.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(buses, ["lan", "wan"]);
+    assert!(t.needs_host_network());
+    assert!(!ok(TWO_HOSTS).needs_host_network());
+}
+
+#[test]
+fn route_via_a_host_tap_subnet_needs_no_node_behind_it() {
+    // n1's route via 10.9.0.1 (the host side of shmtap0) is fine; l1's default via n1 too.
+    ok(LINUX_AND_TAPS);
+}
+
+#[test]
+fn bus_and_tap_and_their_names_are_checked() {
+    let errs = errors(
+        r#"name = "lab"
+[buses.lan]
+[nodes.l1]
+kind = "linux"
+interfaces = [
+  { bus = "lan", name = "a-very-long-ifname" },
+  { bus = "lan", name = "eth:0" },
+  { tap = "tap7" },
+]
+[nodes.n1]
+interfaces = [
+  { bus = "lan", tap = "tap1" },
+  { tap = "tap2", name = "shmif0" },
+  { tap = "tap 3" },
+  {},
+]
+[nodes.n2]
+interfaces = [{ tap = "tap2" }]
+"#,
+    );
+    assert_has(&errs, "topo.toml:6:25: nodes.l1.interfaces[0].name: interface name \"a-very-long-ifname\" is not a Linux interface name: is 18 bytes long; Linux interface names have at most 15");
+    assert_has(&errs, "nodes.l1.interfaces[1].name: interface name \"eth:0\" is not a Linux interface name: contains ':'");
+    assert_has(&errs, "topo.toml:8:11: nodes.l1.interfaces[2].tap: host taps (`tap = ...`) are for netstack nodes; the interfaces of a linux node sit on buses");
+    assert_has(&errs, "topo.toml:12:18: nodes.n1.interfaces[0]: give exactly one of `bus` (a bus of the lab) or `tap` (a host tap device), not both");
+    assert_has(&errs, "nodes.n1.interfaces[1].name: a tap interface of a netstack node is named virtN (virt0, virt1, ...), not \"shmif0\"");
+    assert_has(&errs, "nodes.n1.interfaces[2].tap: tap name \"tap 3\" is not a Linux interface name: contains ' '");
+    assert_has(&errs, "nodes.n1.interfaces[3]: missing `bus`");
+    assert_has(&errs, "nodes.n2.interfaces[0].tap: tap \"tap2\" is already used by node n1 (at nodes.n1.interfaces[1].tap)");
+}
+
+#[test]
+fn a_linux_gateway_must_forward_too() {
+    let errs = errors(
+        r#"name = "lab"
+[nodes.l1]
+kind = "linux"
+interfaces = [{ bus = "lan", addrs = ["10.0.0.1/24"] }]
+[nodes.h1]
+interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24"] }]
+routes = [{ to = "default", via = "10.0.0.1" }]
+"#,
+    );
+    assert_has(&errs, "nodes.h1.routes[0].via: route to nowhere: gateway 10.0.0.1 is node l1, which does not forward (set forwarding = true on it)");
+    ok(r#"name = "lab"
+[nodes.l1]
+kind = "linux"
+forwarding = true
+interfaces = [{ bus = "lan", addrs = ["10.0.0.1/24"] }]
+[nodes.h1]
+interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24"] }]
+routes = [{ to = "default", via = "10.0.0.1" }]
+"#);
+}
+
+#[test]
+fn linux_nodes_are_configured_with_ip_and_sysctl() {
+    let t = ok(LINUX_AND_TAPS);
+    let cmds: Vec<String> = crate::linux::config_commands(&t.nodes[0])
+        .iter()
+        .map(|c| c.join(" "))
+        .collect();
+    assert_eq!(
+        cmds,
+        [
+            "ip link set dev lo up",
+            "ip link set dev eth0 mtu 1400",
+            "ip addr add 10.0.0.1/24 dev eth0",
+            "ip -6 addr add fd00::1/64 dev eth0 nodad",
+            "ip link set dev eth0 up",
+            "ip addr add 10.0.1.1/24 dev uplink",
+            "ip link set dev uplink up",
+            "sysctl -w net.ipv4.icmp_ratelimit=0",
+            "ip -4 route add default via 10.0.1.2",
+            "ip neigh",
+        ]
+    );
+}
+
+#[test]
+fn netstack_tap_interfaces_are_created_with_their_linkstr() {
+    let t = ok(LINUX_AND_TAPS);
+    let cmds: Vec<String> =
+        crate::lifecycle::config_commands(&t.nodes[1], |b| PathBuf::from(format!("/lab/{b}.bus")))
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
+    assert_eq!(
+        &cmds[..6],
+        [
+            "ifconfig virt0 create linkstr shmtap0",
+            "ifconfig virt0 inet 10.9.0.2/24",
+            "ifconfig virt0 up",
+            "ifconfig shmif0 create",
+            "ifconfig shmif0 linkstr /lab/lan.bus",
+            "ifconfig shmif0 inet 10.0.0.2/24",
+        ]
+    );
+    assert!(
+        cmds.contains(&"ifconfig virt1 mtu 1280".to_string()),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn linux_node_state_round_trips_without_a_pid() {
+    use crate::lab::NodeState;
+    use crate::linux::Netns;
+    let n = NodeState {
+        name: "l1".into(),
+        kind: "linux".into(),
+        proc: None,
+        socket: PathBuf::new(),
+        log: PathBuf::from("/lab/l1.log"),
+        interfaces: Vec::new(),
+        netns: Some(Netns::Named("shmlab-lab-l1".into())),
+    };
+    let text = serde_json::to_string(&n).unwrap();
+    assert!(!text.contains("pid"), "{text}");
+    let back: NodeState = serde_json::from_str(&text).unwrap();
+    assert!(back.proc.is_none());
+    assert_eq!(back.netns, n.netns);
+    // A state file of a netstack node from before Linux nodes existed still loads.
+    let old = r#"{"name":"h1","pid":42,"start_time":7,"socket":"/lab/h1.sock","log":"/lab/h1.log","interfaces":[{"name":"shmif0","bus":"lan","addrs":[]}]}"#;
+    let n: NodeState = serde_json::from_str(old).unwrap();
+    assert_eq!(n.kind, "netstack");
+    assert_eq!(n.pid(), Some(42));
+    assert!(!n.is_linux());
 }

@@ -41,8 +41,8 @@ pub(super) fn validate(topo: &Topology, src: &Source, diags: &mut Vec<Diagnostic
     // interface only is almost always a typo.
     let mut members: HashMap<&str, usize> = HashMap::new();
     for node in &topo.nodes {
-        for ifc in &node.interfaces {
-            *members.entry(ifc.bus.value.as_str()).or_default() += 1;
+        for bus in node.interfaces.iter().filter_map(Interface::bus) {
+            *members.entry(bus.value.as_str()).or_default() += 1;
         }
     }
     let known_bus = |name: &str| {
@@ -62,21 +62,77 @@ pub(super) fn validate(topo: &Topology, src: &Source, diags: &mut Vec<Diagnostic
         known.join(", ")
     };
     for node in &topo.nodes {
-        for ifc in &node.interfaces {
-            if !known_bus(&ifc.bus.value) {
+        for bus in node.interfaces.iter().filter_map(Interface::bus) {
+            if !known_bus(&bus.value) {
                 err(
-                    &ifc.bus.loc,
+                    &bus.loc,
                     format!(
                         "unknown bus \"{}\" (known: {known_list}); a bus with a single member must be declared with [buses.{}]",
-                        ifc.bus.value, ifc.bus.value
+                        bus.value, bus.value
                     ),
                 );
-            } else if let Err(e) = safe_name(&ifc.bus.value) {
+            } else if let Err(e) = safe_name(&bus.value) {
                 err(
-                    &ifc.bus.loc,
+                    &bus.loc,
+                    format!("bus name \"{}\" is not a safe file name: {e}", bus.value),
+                );
+            }
+        }
+    }
+
+    // Host taps: netstack nodes only, valid Linux names, one interface per tap; interface names
+    // of Linux nodes are Linux interface names.
+    let mut taps: HashMap<&str, (&str, &Loc)> = HashMap::new();
+    for node in &topo.nodes {
+        for ifc in &node.interfaces {
+            if node.kind.value == NodeKind::Linux {
+                if let Some(problem) = ifname_problem(&ifc.name.value) {
+                    err(
+                        &ifc.name.loc,
+                        format!(
+                            "interface name \"{}\" is not a Linux interface name: {problem}",
+                            ifc.name.value
+                        ),
+                    );
+                }
+            }
+            let Some(tap) = ifc.tap() else { continue };
+            if node.kind.value != NodeKind::Netstack {
+                err(
+                    &tap.loc,
                     format!(
-                        "bus name \"{}\" is not a safe file name: {e}",
-                        ifc.bus.value
+                        "host taps (`tap = ...`) are for netstack nodes; the interfaces of a {} node sit on buses",
+                        node.kind.value.as_str()
+                    ),
+                );
+                continue;
+            }
+            if let Some(problem) = ifname_problem(&tap.value) {
+                err(
+                    &tap.loc,
+                    format!(
+                        "tap name \"{}\" is not a Linux interface name: {problem}",
+                        tap.value
+                    ),
+                );
+            } else if let Some((other, first)) =
+                taps.insert(&tap.value, (&node.name.value, &tap.loc))
+            {
+                err(
+                    &tap.loc,
+                    format!(
+                        "tap \"{}\" is already used by node {other} (at {}); each host tap attaches one interface",
+                        tap.value, first.path
+                    ),
+                );
+            }
+            let n = &ifc.name.value;
+            let unit = n.strip_prefix("virt").unwrap_or("");
+            if unit.is_empty() || unit.len() > 4 || !unit.bytes().all(|b| b.is_ascii_digit()) {
+                err(
+                    &ifc.name.loc,
+                    format!(
+                        "a tap interface of a netstack node is named virtN (virt0, virt1, ...), not \"{n}\""
                     ),
                 );
             }
@@ -177,11 +233,14 @@ pub(super) fn validate(topo: &Topology, src: &Source, diags: &mut Vec<Diagnostic
                     &r.via.loc,
                     format!("gateway {via} is this node's own address"),
                 ),
-                Some((owner, ifc, _)) if ifc.bus.value != out_ifc.bus.value => err(
+                Some((owner, ifc, _)) if ifc.link.key() != out_ifc.link.key() => err(
                     &r.via.loc,
                     format!(
-                        "route to nowhere: gateway {via} belongs to {} on bus {}, but {} reaches that subnet on bus {}",
-                        owner.name.value, ifc.bus.value, node.name.value, out_ifc.bus.value
+                        "route to nowhere: gateway {via} belongs to {} on {}, but {} reaches that subnet on {}",
+                        owner.name.value,
+                        link_name(&ifc.link),
+                        node.name.value,
+                        link_name(&out_ifc.link)
                     ),
                 ),
                 Some((owner, _, _)) if !owner.forwarding => err(
@@ -192,11 +251,13 @@ pub(super) fn validate(topo: &Topology, src: &Source, diags: &mut Vec<Diagnostic
                     ),
                 ),
                 Some(_) => {}
+                // Beyond a host tap is the host (or whatever it bridges to): not ours to check.
+                None if out_ifc.tap().is_some() => {}
                 None => err(
                     &r.via.loc,
                     format!(
-                        "route to nowhere: no node on bus {} has address {via}",
-                        out_ifc.bus.value
+                        "route to nowhere: no node on {} has address {via}",
+                        link_name(&out_ifc.link)
                     ),
                 ),
             }
@@ -234,6 +295,14 @@ pub(super) fn validate(topo: &Topology, src: &Source, diags: &mut Vec<Diagnostic
                 ));
             }
         }
+    }
+}
+
+/// `bus lan1` or `tap tap3`, for messages.
+fn link_name(link: &Link) -> String {
+    match link {
+        Link::Bus(b) => format!("bus {}", b.value),
+        Link::Tap(t) => format!("tap {}", t.value),
     }
 }
 
