@@ -282,16 +282,18 @@ fn tun_access() -> std::result::Result<(), String> {
         ));
     }
     access(TUN_DEVICE, Access::READ_OK | Access::WRITE_OK).map_err(|_| {
-        let mode = std::fs::metadata(TUN_DEVICE)
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let how = std::fs::metadata(TUN_DEVICE)
             .map(|m| {
                 format!(
-                    "{:o}",
-                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+                    "mode {:o}, owner uid {}",
+                    m.permissions().mode() & 0o777,
+                    m.uid()
                 )
             })
-            .unwrap_or_else(|_| "?".into());
+            .unwrap_or_else(|_| "unknown mode".into());
         format!(
-            "{TUN_DEVICE} is not readable and writable by uid {} (mode {mode})",
+            "labctl runs as uid {}, which cannot open {TUN_DEVICE} for reading and writing ({how})",
             rustix::process::getuid().as_raw()
         )
     })
@@ -354,7 +356,7 @@ impl HostAccess {
             if let Err(why) = tun_access() {
                 bail!(
                     "Linux nodes need root, or CAP_NET_ADMIN plus read/write access to {TUN_DEVICE} \
-                     (their taps): {why}, and labctl runs as uid {uid}; {how}"
+                     (for their taps): {why}; {how}"
                 );
             }
         }
