@@ -306,6 +306,40 @@ impl LabState {
     }
 }
 
+/// What a state file that does not load as [`LabState`] still says: every object with `pid`
+/// and `start_time` is a process, every `"named": NAME` a namespace.
+pub fn salvage_state(dir: &Path) -> (Vec<Proc>, Vec<String>) {
+    fn walk(v: &serde_json::Value, procs: &mut Vec<Proc>, names: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let (Some(pid), Some(start)) = (
+                    m.get("pid").and_then(|p| p.as_u64()),
+                    m.get("start_time").and_then(|s| s.as_u64()),
+                ) {
+                    procs.push(Proc {
+                        pid: pid as u32,
+                        start_time: start,
+                    });
+                }
+                if let Some(n) = m.get("named").and_then(|n| n.as_str()) {
+                    names.push(n.to_string());
+                }
+                m.values().for_each(|v| walk(v, procs, names));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, procs, names)),
+            _ => {}
+        }
+    }
+    let (mut procs, mut names) = (Vec::new(), Vec::new());
+    if let Some(v) = std::fs::read_to_string(dir.join(STATE_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    {
+        walk(&v, &mut procs, &mut names);
+    }
+    (procs, names)
+}
+
 /// Names of the labs that have a directory under the base dir, sorted.
 pub fn lab_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(base_dir())

@@ -591,21 +591,19 @@ fn start_linux(
         let bin = bins.bridge.as_deref().context("no virtif-bridge binary")?;
         let stats = dir.join(format!("{nname}.{ifname}.bridge.json"));
         let blog = dir.join(format!("{nname}.{ifname}.bridge.log"));
-        let (child, bridge) = linux::start_bridge(
-            bin,
-            &netns,
-            &bus_path(bus),
-            ifname,
-            mtu,
-            (&stats, &blog),
-            linux::BRIDGE_READY_TIMEOUT,
-        )
-        .with_context(|| format!("interface {ifname} on bus {bus}"))?;
+        let what = || format!("interface {ifname} on bus {bus}");
+        let (mut child, mut bridge) =
+            linux::spawn_bridge(bin, &netns, &bus_path(bus), ifname, mtu, (&stats, &blog))
+                .with_context(what)?;
         started.procs.push(bridge.proc.clone());
+        // Recorded before it is ready: if labctl dies while waiting, `down` still stops it.
+        let slot = state.nodes.len() - 1;
+        state.nodes[slot].interfaces[i].bridge = Some(bridge.clone());
+        state.save()?;
+        let ready = linux::wait_ready(bin, &mut child, &mut bridge, linux::BRIDGE_READY_TIMEOUT);
         started.children.push(child);
-        if let Some(ns) = state.nodes.last_mut() {
-            ns.interfaces[i].bridge = Some(bridge);
-        }
+        ready.with_context(what)?;
+        state.nodes[slot].interfaces[i].bridge = Some(bridge);
         state.save()?;
     }
     Ok(())
@@ -746,6 +744,32 @@ pub fn down(name: &str, keep: bool) -> Result<DownReport> {
         ..Default::default()
     };
     let mut problems = Vec::new();
+    // A state file this labctl cannot read (written by another version) still names the
+    // processes and namespaces to remove.
+    let unreadable = match LabState::load(&link) {
+        Err(e) if link.join(lab::STATE_FILE).is_file() => Some(e),
+        _ => None,
+    };
+    if let Some(e) = unreadable {
+        let (procs, names) = lab::salvage_state(&link);
+        eprintln!(
+            "labctl: {e:#}; stopping the {} processes and {} namespaces it names",
+            procs.len(),
+            names.len()
+        );
+        let (_, survivors) = lab::stop_all(&procs, Duration::from_secs(3));
+        report.stopped = procs.len();
+        report.survivors = survivors.iter().map(|p| p.pid).collect();
+        for n in names {
+            let ns = Netns::Named(n);
+            if ns.alive() {
+                match ns.remove() {
+                    Ok(()) => report.namespaces += 1,
+                    Err(e) => problems.push(format!("{e:#}")),
+                }
+            }
+        }
+    }
     // A lab whose `up` died before writing state has no known processes; its dir still goes.
     if let Ok(state) = LabState::load(&link) {
         let netns: Vec<&Netns> = state

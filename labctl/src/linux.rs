@@ -111,18 +111,23 @@ impl Netns {
     /// /proc for the holder's network namespace).
     pub fn member_pids(&self) -> Vec<u32> {
         match self {
-            Netns::Named(n) => Command::new("ip")
-                .args(["netns", "pids"])
-                .arg(n)
-                .stderr(Stdio::null())
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .filter_map(|p| p.parse().ok())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            Netns::Named(n) => {
+                let mut pids: Vec<u32> = Command::new("ip")
+                    .args(["netns", "pids"])
+                    .arg(n)
+                    .stderr(Stdio::null())
+                    .output()
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .split_whitespace()
+                            .filter_map(|p| p.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // Bridges run outside, but their tap keeps the namespace alive after `del`.
+                pids.extend(bridges_into(n));
+                pids
+            }
             Netns::Holder(h) => {
                 if !h.alive() {
                     return Vec::new();
@@ -175,6 +180,27 @@ impl Netns {
         }
         Ok(())
     }
+}
+
+/// `virtif-bridge` processes with `--netns NAME` on their command line (found by scanning
+/// /proc), e.g. bridges of a lab whose state file is gone.
+fn bridges_into(name: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"virtif-bridge"))
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--netns" && w[1] == name.as_bytes())
+        })
+        .collect()
 }
 
 /// Names of the named namespaces on this host.
@@ -374,7 +400,12 @@ impl HostAccess {
 pub struct BridgeState {
     #[serde(flatten)]
     pub proc: Proc,
-    /// The tap's MAC, as the bridge reported it.
+    #[serde(default)]
+    pub tap: String,
+    #[serde(default)]
+    pub bus: PathBuf,
+    /// The tap's MAC, as the bridge reported it (empty until it is ready).
+    #[serde(default)]
     pub mac: String,
     /// `NODE.IF.bridge.json`: counters, rewritten every second.
     pub stats: PathBuf,
@@ -394,16 +425,15 @@ pub fn find_bridge(explicit: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
-/// Starts a bridge for tap `tap` of `netns` on `bus` and waits for its `ready` line. On
-/// failure the bridge is gone and the error holds what it printed.
-pub fn start_bridge(
+/// Starts a bridge for tap `tap` of `netns` on `bus`, its stdout and stderr going to the log
+/// in `files` (stats, log). Record it, then [`wait_ready`].
+pub fn spawn_bridge(
     bin: &Path,
     netns: &Netns,
     bus: &Path,
     tap: &str,
     mtu: Option<u32>,
     files: (&Path, &Path),
-    timeout: Duration,
 ) -> Result<(Child, BridgeState)> {
     use std::os::unix::process::CommandExt;
     let (stats, log) = files;
@@ -431,14 +461,33 @@ pub fn start_bridge(
             netns.command(&argv)
         }
     };
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    let proc = Proc::of(&child);
+    let bridge = BridgeState {
+        proc: Proc::of(&child),
+        tap: tap.to_string(),
+        bus: bus.to_path_buf(),
+        mac: String::new(),
+        stats: stats.to_path_buf(),
+        log: log.to_path_buf(),
+    };
+    Ok((child, bridge))
+}
+
+/// Waits for a bridge's `ready` line and records the tap's MAC from it. On failure or timeout
+/// the bridge is gone and the error holds what it printed.
+pub fn wait_ready(
+    bin: &Path,
+    child: &mut Child,
+    bridge: &mut BridgeState,
+    timeout: Duration,
+) -> Result<()> {
+    let (tap, bus, log) = (&bridge.tap, &bridge.bus, &bridge.log);
     let deadline = Instant::now() + timeout;
     let fail = |what: String, child: &mut Child| -> anyhow::Error {
         let _ = child.kill();
@@ -459,31 +508,23 @@ pub fn start_bridge(
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(line) = text.lines().find(|l| l.starts_with("ready ")) {
-            let mac = line
+            bridge.mac = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("mac="))
                 .unwrap_or("")
                 .to_string();
-            return Ok((
-                child,
-                BridgeState {
-                    proc,
-                    mac,
-                    stats: stats.to_path_buf(),
-                    log: log.to_path_buf(),
-                },
-            ));
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(fail(
                 format!("exited with {status} before it was ready"),
-                &mut child,
+                child,
             ));
         }
         if Instant::now() >= deadline {
             return Err(fail(
                 format!("printed no `ready` line within {timeout:?}"),
-                &mut child,
+                child,
             ));
         }
         std::thread::sleep(Duration::from_millis(5));
