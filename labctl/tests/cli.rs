@@ -11,7 +11,12 @@ fn env() -> Env {
 #[test]
 fn shipped_topologies_are_valid() {
     let env = env();
-    for f in ["two-hosts.toml", "router-chain.toml", "campus.toml"] {
+    for f in [
+        "two-hosts.toml",
+        "router-chain.toml",
+        "campus.toml",
+        "linux-peer.toml",
+    ] {
         let p = repo_root().join("topologies").join(f);
         let out = env.ok(&["validate", p.to_str().unwrap()]);
         assert!(out.contains("is valid"), "{out}");
@@ -62,18 +67,24 @@ fn validate_notes_what_up_will_refuse() {
         "t.toml",
         r#"name = "future"
 [nodes.h1]
-kind = "linux"
-interfaces = [{ bus = "lan", addrs = ["10.0.0.1/24", "fd00::1/64"] }]
+kind = "rump"
+interfaces = [{ bus = "lan", addrs = ["10.0.0.1/24"] }]
 [nodes.h2]
 ipsec = { setkey = "flush;" }
-interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24"] }]
+interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24", "fd00::1/64"] }]
+[nodes.l1]
+kind = "linux"
+interfaces = [{ bus = "lan", addrs = ["10.0.0.3/24", "fd00::3/64"] }]
 "#,
     );
     let out = env.ok(&["validate", &topo]);
     assert!(
-        out.contains("t.toml:3:8: nodes.h1.kind: kind \"linux\" is not implemented yet (issue 5)"),
+        out.contains("t.toml:3:8: nodes.h1.kind: kind \"rump\" is not implemented yet"),
         "{out}"
     );
+    // Linux nodes start, and apply their IPv6 addresses.
+    assert!(!out.contains("nodes.l1"), "{out}");
+    assert!(!out.contains("fd00::3/64 not applied"), "{out}");
     assert!(
         out.contains("nodes.h2.ipsec: IPsec is not implemented yet"),
         "{out}"
@@ -117,6 +128,33 @@ fn graph_draws_nodes_buses_and_addresses() {
             .unwrap();
         assert!(child.wait().unwrap().success(), "graphviz rejects our DOT");
     }
+}
+
+#[test]
+fn graph_marks_linux_nodes_and_draws_host_taps() {
+    let env = env();
+    let topo = env.topo(
+        "t.toml",
+        r#"name = "taps"
+[nodes.l1]
+kind = "linux"
+interfaces = [{ bus = "lan", addrs = ["10.0.0.1/24"] }]
+[nodes.n1]
+interfaces = [{ bus = "lan", addrs = ["10.0.0.2/24"] }, { tap = "tap9", addrs = ["10.9.0.2/24"] }]
+"#,
+    );
+    let dot = env.ok(&["graph", &topo]);
+    assert!(dot.contains("label=\"l1\\n(linux)\""), "{dot}");
+    assert!(
+        dot.contains("\"tap:tap9\" [shape=diamond, label=\"host tap tap9\"]"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"node:n1\" -- \"tap:tap9\" [label=\"virt0\\n10.9.0.2/24\"]"),
+        "{dot}"
+    );
+    let mermaid = env.ok(&["graph", &topo, "--format", "mermaid"]);
+    assert!(mermaid.contains("tap_tap9[/host tap tap9/]"), "{mermaid}");
 }
 
 #[test]

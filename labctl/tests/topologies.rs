@@ -7,6 +7,10 @@ use common::*;
 
 fn run_topology(file: &str) {
     let Some(env) = Env::real() else { return };
+    run_topology_in(env, file);
+}
+
+fn run_topology_in(env: Env, file: &str) {
     let topo = repo_root().join("topologies").join(file);
     let junit = env.scratch.path().join("junit.xml");
     let out = env
@@ -55,6 +59,15 @@ fn demo_topology_passes_its_checks() {
 #[test]
 fn campus_topology_passes_its_checks() {
     run_topology("campus.toml");
+}
+
+/// Linux namespaces beside netstack nodes: needs root (fails without it in CI).
+#[test]
+fn linux_peer_topology_passes_its_checks() {
+    let Some(env) = Env::linux("linux_peer_topology_passes_its_checks") else {
+        return;
+    };
+    run_topology_in(env, "linux-peer.toml");
 }
 
 #[test]

@@ -58,11 +58,83 @@ pub fn real_netstack() -> Option<PathBuf> {
     .clone()
 }
 
+/// The real `virtif-bridge` binary (for Linux nodes): beside the test's target dir, built once
+/// if missing.
+pub fn real_bridge() -> Option<PathBuf> {
+    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("SHMLAB_VIRTIF_BRIDGE") {
+            return Some(PathBuf::from(p)).filter(|p| p.is_file());
+        }
+        let exe = std::env::current_exe().ok()?;
+        let profile_dir = exe.parent()?.parent()?.to_path_buf();
+        let bin = profile_dir.join("virtif-bridge");
+        if bin.is_file() {
+            return Some(bin);
+        }
+        let target_dir = profile_dir.parent()?.to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "virtif",
+                "--bin",
+                "virtif-bridge",
+                "--target-dir",
+            ])
+            .arg(&target_dir)
+            .current_dir(repo_root())
+            .status()
+            .ok()?;
+        (status.success() && bin.is_file()).then_some(bin)
+    })
+    .clone()
+}
+
+/// True when this test may use the host's kernel networking: we are root, `ip` exists and so
+/// does /dev/net/tun. Otherwise prints why the test is skipped, or fails when
+/// `SHMLAB_REQUIRE_ALL=1` (CI) says nothing may be skipped. (virtif's `can_run`.)
+pub fn can_run(test: &str) -> bool {
+    let why = if !rustix::process::geteuid().is_root() {
+        "needs root (network namespaces and taps)"
+    } else if Command::new("ip").arg("-V").output().is_err() {
+        "needs the `ip` command (apt-get install iproute2)"
+    } else if !Path::new("/dev/net/tun").exists() {
+        "needs /dev/net/tun"
+    } else {
+        return true;
+    };
+    if std::env::var("SHMLAB_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{test}: {why}, and SHMLAB_REQUIRE_ALL=1 forbids skipping");
+    }
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+/// True when `tool` runs (`tool --version` or `-V` starts); else skips (or fails in CI).
+pub fn have_tool(tool: &str) -> bool {
+    let runs = |arg: &str| {
+        Command::new(tool)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if runs("--version") || runs("-V") {
+        return true;
+    }
+    !skip(&format!("`{tool}` is not installed"))
+}
+
 /// One test's private world: its own lab base dir and scratch space.
 pub struct Env {
     pub base: tempfile::TempDir,
     pub scratch: tempfile::TempDir,
     pub node_bin: PathBuf,
+    /// `virtif-bridge` for Linux nodes, passed as $SHMLAB_VIRTIF_BRIDGE when set.
+    pub bridge_bin: Option<PathBuf>,
 }
 
 impl Env {
@@ -74,7 +146,25 @@ impl Env {
                 .expect("tempdir"),
             scratch: tempfile::tempdir().expect("tempdir"),
             node_bin,
+            bridge_bin: None,
         }
+    }
+
+    /// An environment for labs with Linux nodes: real netstack and real virtif-bridge, when this
+    /// test may touch the kernel (see [`can_run`]).
+    pub fn linux(test: &str) -> Option<Env> {
+        if !can_run(test) {
+            return None;
+        }
+        let mut env = Env::real()?;
+        match real_bridge() {
+            Some(b) => env.bridge_bin = Some(b),
+            None => {
+                skip("virtif-bridge is not built and `cargo build -p virtif` failed");
+                return None;
+            }
+        }
+        Some(env)
     }
 
     /// An environment whose nodes are the real `netstack` (skips when it cannot be built).
@@ -117,6 +207,9 @@ impl Env {
         c.env("SHMLAB_DIR", self.base.path())
             .env("SHMLAB_NETSTACK", &self.node_bin)
             .env_remove("SHMLAB_REQUIRE_ALL");
+        if let Some(b) = &self.bridge_bin {
+            c.env("SHMLAB_VIRTIF_BRIDGE", b);
+        }
         c
     }
 
@@ -166,11 +259,13 @@ impl Env {
 
     pub fn pids(&self, lab: &str) -> Vec<u32> {
         let s = self.state(lab);
+        // Linux nodes in a named namespace have no pid of their own.
         let mut pids: Vec<u32> = s["nodes"]
             .as_array()
             .expect("nodes")
             .iter()
-            .map(|n| n["pid"].as_u64().expect("pid") as u32)
+            .filter_map(|n| n["pid"].as_u64())
+            .map(|p| p as u32)
             .collect();
         pids.extend(
             s["captures"]
