@@ -650,3 +650,53 @@ fn host_pings_a_netstack_node_through_a_host_tap() {
         .status
         .success());
 }
+
+/// A bridge that fails before `ready`: `up` reports what it printed and leaves nothing behind.
+#[test]
+fn a_failing_bridge_fails_up_with_its_message_and_nothing_is_left() {
+    let Some(mut env) = Env::linux("failing bridge") else {
+        return;
+    };
+    let fake = env.scratch.path().join("broken-bridge");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"virtif-bridge: tap eth0: simulated failure\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.bridge_bin = Some(fake);
+    let (lab, file) = linux_peer_file(&env, "brokenbr");
+    let err = env.fails(&["up", &file]);
+    assert!(err.contains("node l1"), "{err}");
+    assert!(err.contains("interface eth0 on bus lan1"), "{err}");
+    assert!(err.contains("tap eth0: simulated failure"), "{err}");
+    assert!(err.contains("nothing was left running"), "{err}");
+    assert!(!netns_exists(&netns(&lab, "l1")));
+    assert!(!env.lab_dir(&lab).exists());
+    assert!(no_process_mentions(env.base.path()));
+}
+
+/// A failing `exec` command of a Linux node fails `up`, naming the command, and everything
+/// (nodes, bridges, namespaces) goes.
+#[test]
+fn a_failing_exec_on_a_linux_node_fails_up_and_tears_the_lab_down() {
+    let Some(env) = Env::linux("failing exec") else {
+        return;
+    };
+    let (lab, file) = linux_peer_file(&env, "badexec");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "routes = [{ to = \"default\", via = \"10.77.2.1\" }]",
+        "routes = [{ to = \"default\", via = \"10.77.2.1\" }]\nexec = [\"ip link set dev nosuch0 up\"]",
+    );
+    std::fs::write(&file, text).unwrap();
+    let err = env.fails(&["up", &file]);
+    assert!(
+        err.contains(
+            "node l2 (namespace shmlab-lp-badexec-l2): `ip link set dev nosuch0 up` failed"
+        ),
+        "{err}"
+    );
+    assert!(!netns_exists(&netns(&lab, "l1")) && !netns_exists(&netns(&lab, "l2")));
+    assert!(!env.lab_dir(&lab).exists());
+    assert!(no_process_mentions(env.base.path()));
+}
