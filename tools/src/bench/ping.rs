@@ -659,7 +659,9 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
                     }
                     Err(e) => {
                         eprintln!("bench ping: the Linux node rows were skipped: {e:#}");
-                        Some(format!("measured, but the tap bridge rows were skipped: {e:#}"))
+                        Some(format!(
+                            "measured, but the tap bridge rows were skipped: {e:#}"
+                        ))
                     }
                 }
             }
