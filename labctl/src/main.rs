@@ -157,6 +157,29 @@ enum Cmd {
     },
 }
 
+/// `print!`/`println!` that end labctl quietly when stdout is a closed pipe (`labctl status |
+/// head`), as a tool killed by SIGPIPE would, instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+macro_rules! outln {
+    () => { write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // 128 + SIGPIPE, the status a shell shows for a tool the signal ended.
+            std::process::exit(141);
+        }
+        eprintln!("labctl: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
     // Nodes and captures outlive labctl. They get /dev/null and their log files as stdio, and
     // nothing else of ours: descriptors labctl inherited from its caller (a script's `exec
@@ -237,8 +260,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Up { file, dir, timeout } => {
             let opts = up_options(&bins, dir, timeout);
             let (_, state) = bring_up(&file, &opts)?;
-            print!("{}", lifecycle::summary(&state));
-            println!(
+            out!("{}", lifecycle::summary(&state));
+            outln!(
                 "lab {} is up in {}\n  labctl exec {} NODE -- CMD ...    labctl down {}",
                 state.name,
                 state.dir.display(),
@@ -263,14 +286,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if keep {
                 msg.push_str(&format!("; kept {}", r.dir.display()));
             }
-            println!("{msg}");
+            outln!("{msg}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { lab, json } => status(lab, json),
         Cmd::Ls => {
             let names = lab::lab_names();
             if names.is_empty() {
-                println!("no lab is up");
+                outln!("no lab is up");
             }
             let mut rows = vec![[
                 "LAB".to_string(),
@@ -290,7 +313,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if rows.len() > 1 {
-                print!("{}", lifecycle::table(&rows));
+                out!("{}", lifecycle::table(&rows));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -358,7 +381,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Validate { file } => {
             let (topo, src) = load(&file)?;
-            println!(
+            outln!(
                 "{}: lab \"{}\" is valid: {} nodes, {} buses, {} checks",
                 file.display(),
                 topo.name.value,
@@ -367,16 +390,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 topo.checks.len()
             );
             for d in topo.unsupported(&src) {
-                println!("note: `up` will refuse this: {d}");
+                outln!("note: `up` will refuse this: {d}");
             }
             for w in lifecycle::warnings(&topo) {
-                println!("note: {w}");
+                outln!("note: {w}");
             }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Graph { file, format } => {
             let (topo, _) = load(&file)?;
-            print!("{}", graph::render(&topo, format));
+            out!("{}", graph::render(&topo, format));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Completions { shell } => {
@@ -477,7 +500,7 @@ fn test(
             return Err(e);
         }
     };
-    println!(
+    outln!(
         "lab {name}: {} nodes up in {:.2}s; running {} checks",
         state.nodes.len(),
         started.elapsed().as_secs_f64(),
@@ -486,11 +509,11 @@ fn test(
     let mut results = Vec::new();
     for (i, c) in topo.checks.iter().enumerate() {
         if opts.cancel.load(Ordering::Relaxed) {
-            println!("interrupted: skipping the remaining checks");
+            outln!("interrupted: skipping the remaining checks");
             break;
         }
         let r = checks::run_one(c, &state);
-        println!(
+        outln!(
             "{} [{}/{}] {} ({:.2}s): {}",
             if r.passed { "PASS" } else { "FAIL" },
             i + 1,
@@ -501,7 +524,7 @@ fn test(
         );
         if !r.passed && !r.output.is_empty() {
             for l in r.output.lines() {
-                println!("    {l}");
+                outln!("    {l}");
             }
         }
         results.push(r);
@@ -511,11 +534,11 @@ fn test(
         write_file(path, &checks::junit(&name, &results))?;
     }
     if keep {
-        println!("lab {name} left running (--keep): labctl down {name}");
+        outln!("lab {name} left running (--keep): labctl down {name}");
     } else {
         lifecycle::down(&name, false).with_context(|| format!("bringing lab {name} down"))?;
     }
-    println!("{} passed, {failed} failed", results.len() - failed);
+    outln!("{} passed, {failed} failed", results.len() - failed);
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -730,14 +753,14 @@ fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
     };
     let all: Vec<LabStatus> = states.iter().map(|s| lab_status(s, json)).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("no lab is up");
+        outln!("no lab is up");
     }
     for s in &all {
-        println!(
+        outln!(
             "lab {} ({}), from {}",
             s.name,
             s.dir.display(),
@@ -777,20 +800,20 @@ fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
                 ifs.join(", "),
             ]);
         }
-        print!("{}", lifecycle::table(&rows));
+        out!("{}", lifecycle::table(&rows));
         for n in &s.nodes {
             for i in &n.interfaces {
                 let Some(lines) = i.counters.as_array() else {
                     continue;
                 };
-                println!("  {} {}:", n.name, i.name);
+                outln!("  {} {}:", n.name, i.name);
                 for l in lines.iter().filter_map(|l| l.as_str()) {
-                    println!("    {l}");
+                    outln!("    {l}");
                 }
             }
         }
         for b in &s.buses {
-            println!(
+            outln!(
                 "  bus {}: {} ({} bytes, generation {}){}",
                 b.name,
                 b.path.display(),

@@ -197,3 +197,30 @@ fn down_of_a_lab_that_is_not_up_says_so() {
     assert!(err.contains("lab \"ghost\" is not up"), "{err}");
     assert!(err.contains("running labs: none"), "{err}");
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_labctl_quietly() {
+    let env = env();
+    let mut text = String::from("name = \"big\"\n");
+    for i in 0..2000 {
+        text += &format!(
+            "[nodes.n{i}]\ninterfaces = [{{ bus = \"b\", addrs = [\"10.{}.{}.1/8\"] }}]\n",
+            i / 250,
+            i % 250
+        );
+    }
+    let topo = env.topo("big.toml", &text);
+    // More output than a pipe buffer holds, to a reader that is already gone.
+    let mut child = env
+        .labctl()
+        .args(["graph", &topo])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
