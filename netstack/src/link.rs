@@ -45,17 +45,23 @@ impl LinkTx for virtif::TapSender {
 
 /// The receiving half an rx thread owns.
 trait LinkRx: Send + 'static {
+    /// The longest frame this link can hand over (the receive buffer's size).
+    const MAX_FRAME: usize;
     /// One frame into `buf` within `timeout`; `Err` when the link is gone for good.
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String>;
 }
 
 impl LinkRx for shmif::Port {
+    const MAX_FRAME: usize = shmif::format::MAX_FRAME;
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String> {
         Ok(shmif::Port::recv(self, buf, timeout).map(|r| r.len))
     }
 }
 
 impl LinkRx for virtif::Tap {
+    /// The host side may raise the tap's MTU to 64 KiB; such frames reach the stack, which
+    /// counts what it cannot take, rather than being cut here.
+    const MAX_FRAME: usize = 65536;
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String> {
         virtif::Tap::recv(self, buf, timeout).map_err(|e| e.to_string())
     }
@@ -215,15 +221,15 @@ impl Drop for Link {
     }
 }
 
-fn rx_loop(
+fn rx_loop<R: LinkRx>(
     id: LinkId,
-    mut rx: impl LinkRx,
+    mut rx: R,
     events: Sender<Event>,
     stop: &AtomicBool,
     drops: &AtomicU64,
 ) {
-    // Large enough for anything a tap may hand us; the stack checks lengths.
-    let mut buf = vec![0u8; 65536];
+    // Sized per link kind: a bus port's buffer stays small, which idle node memory shows.
+    let mut buf = vec![0u8; R::MAX_FRAME];
     while !stop.load(Ordering::Relaxed) {
         match rx.recv(&mut buf, RX_POLL) {
             Ok(Some(len)) => {
