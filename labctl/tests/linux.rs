@@ -543,9 +543,14 @@ fn nobody_world(env: &Env) -> Option<std::path::PathBuf> {
     };
     mode(env.scratch.path(), 0o755);
     mode(&world, 0o777);
+    let bridge = env
+        .bridge_bin
+        .clone()
+        .expect("Env::linux found virtif-bridge");
     for (bin, name) in [
         (Path::new(env!("CARGO_BIN_EXE_labctl")), "labctl"),
         (env.node_bin.as_path(), "netstack"),
+        (bridge.as_path(), "virtif-bridge"),
     ] {
         std::fs::copy(bin, world.join(name)).unwrap();
         mode(&world.join(name), 0o755);
@@ -570,20 +575,124 @@ fn nobody_world(env: &Env) -> Option<std::path::PathBuf> {
 }
 
 fn as_nobody(_env: &Env, world: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
         .arg(world.join("labctl"))
-        .args(args)
-        .env_clear()
+        .args(args);
+    nobody_env(&mut cmd, world).output().unwrap()
+}
+
+/// labctl's environment for nobody: a plain PATH, the world's lab base dir and binaries.
+fn nobody_env<'c>(cmd: &'c mut Command, world: &Path) -> &'c mut Command {
+    cmd.env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
         .env("SHMLAB_DIR", world.join("base"))
         .env("SHMLAB_NETSTACK", world.join("netstack"))
+        .env("SHMLAB_VIRTIF_BRIDGE", world.join("virtif-bridge"))
         .current_dir(world)
-        .output()
-        .unwrap()
+}
+
+/// labctl as nobody on a machine where /dev/net/tun is open to every user (Debian's default,
+/// 0666; it is 0600 on some hosts, this one included). Without touching the host's device: in a
+/// private mount namespace, a 0666 device node of our own is bind-mounted over /dev/net/tun,
+/// then privileges are dropped. Processes `up` starts stay in that mount namespace.
+fn as_nobody_with_open_tun(world: &Path, args: &[&str]) -> std::process::Output {
+    let tun = world.join("tun");
+    if !tun.exists() {
+        let made = Command::new("mknod")
+            .arg(&tun)
+            .args(["c", "10", "200"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "mknod {} c 10 200", tun.display());
+        std::fs::set_permissions(&tun, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "mount --bind \"$1\" /dev/net/tun && shift && \
+             exec setpriv --reuid=nobody --regid=nogroup --clear-groups -- \"$@\"",
+        )
+        .arg("sh")
+        .arg(&tun)
+        .arg(world.join("labctl"))
+        .args(args);
+    nobody_env(&mut cmd, world).output().unwrap()
+}
+
+/// Without root, where users may open /dev/net/tun: Linux nodes live in user+network namespaces
+/// of holder processes, their bridges open taps there, and the lab works like a root one.
+#[test]
+fn unprivileged_linux_nodes_with_taps_ping_across_the_netstack_router() {
+    let Some(env) = Env::linux("unprivileged linux nodes with taps") else {
+        return;
+    };
+    if !have_tool("setpriv") || !have_tool("unshare") || !have_tool("nsenter") {
+        return;
+    }
+    let Some(world) = nobody_world(&env) else {
+        return;
+    };
+    let (lab, file) = linux_peer_file(&env, "userns");
+    let topo = world.join("lab.toml");
+    std::fs::copy(&file, &topo).unwrap();
+    std::fs::set_permissions(&topo, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = as_nobody_with_open_tun(&world, &["up", topo.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = std::fs::read_to_string(world.join("base").join(&lab).join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let mut pids: Vec<u32> = Vec::new();
+    for n in v["nodes"].as_array().unwrap() {
+        pids.extend(n["pid"].as_u64().map(|p| p as u32));
+        for i in n["interfaces"].as_array().unwrap() {
+            pids.extend(i["bridge"]["pid"].as_u64().map(|p| p as u32));
+        }
+    }
+    assert_eq!(pids.len(), 6, "4 nodes/holders and 2 bridges: {state}");
+    // Everything runs as nobody on the host; no named namespace was made.
+    for pid in &pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(uid.contains("\t65534\t"), "pid {pid}: {uid}");
+    }
+    assert!(!netns_exists(&netns(&lab, "l1")));
+
+    let ping = |node: &str, dst: &str| {
+        let out = as_nobody(
+            &env,
+            &world,
+            &["exec", &lab, node, "--", "ping", "-c", "2", dst],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{node} -> {dst}: {text}");
+        text
+    };
+    assert!(ping("l1", L2).contains("ttl=63"), "across r1");
+    ping("n1", L1);
+    ping("l2", N1);
+    let out = as_nobody(&env, &world, &["exec", &lab, "l1", "--", "id", "-u"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "root in its user namespace"
+    );
+
+    let out = as_nobody(&env, &world, &["down", &lab]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all_gone(&pids));
+    assert!(no_process_mentions(&world));
 }
 
 /// A host tap (persistent, in the host namespace) with an address, and a netstack node whose
