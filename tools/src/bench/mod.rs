@@ -9,8 +9,10 @@
 
 pub mod bus;
 pub mod child;
+pub mod lab;
 pub mod labctl;
 pub mod ping;
+pub mod tcp;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +39,12 @@ pub const SUITES: &[Suite] = &[
         name: "ping",
         about: "netstack ping RTT (one bus, one router) vs Linux veth; idle node RSS",
         run: ping::run,
+    },
+    Suite {
+        name: "tcp",
+        about:
+            "TCP throughput (iperf3) between Linux nodes on buses via tap bridges, vs Linux veth",
+        run: tcp::run,
     },
     Suite {
         name: "labctl",

@@ -13,15 +13,15 @@
 //! and pinged by a netstack node on that bus: the veth pair row shows what the tap bridge costs.
 
 use std::io::Read;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::lab::{is_root, netstack_bins, run_ok, Bridge, LabDir, Netns, Node, NETSTACK_DIR_ENV};
 use super::{Context, SuiteReport};
 
 /// Seconds between requests, both stacks.
@@ -148,24 +148,6 @@ fn parse_iputils_ping(out: &str) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-/// Runs a command to completion; its stdout if it succeeded.
-fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
-    let what = format!("{cmd:?}");
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {what}"))?;
-    if !o.status.success() {
-        bail!(
-            "{what} failed ({}): {}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
 /// Nearest-rank percentile of sorted values.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -181,108 +163,8 @@ fn sorted(v: &[f64]) -> Vec<f64> {
     s
 }
 
-/// Set to a directory holding `netstack` and `netstack-ctl` to measure those instead of building
-/// the current source (comparing two versions; the section then names the directory).
-const NETSTACK_DIR_ENV: &str = "SHMLAB_BENCH_NETSTACK_DIR";
-
-/// The release (or, for a debug bench, debug) `netstack` and `netstack-ctl`, built now so the
-/// numbers are for the current source, in the target directory the bench binary came from.
-fn netstack_bins(ctx: &Context) -> anyhow::Result<(PathBuf, PathBuf)> {
-    if let Some(dir) = std::env::var_os(NETSTACK_DIR_ENV) {
-        let dir = PathBuf::from(dir);
-        let (node, ctl) = (dir.join("netstack"), dir.join("netstack-ctl"));
-        if !node.exists() || !ctl.exists() {
-            bail!(
-                "{NETSTACK_DIR_ENV}={}: no netstack and netstack-ctl there",
-                dir.display()
-            );
-        }
-        return Ok((node, ctl));
-    }
-    let [node, ctl] = ctx.build_bins(&["netstack"], ["netstack", "netstack-ctl"])?;
-    Ok((node, ctl))
-}
-
-/// A directory removed when dropped.
-struct LabDir(PathBuf);
-
-impl LabDir {
-    /// On tmpfs where there is one, like labctl's lab directories.
-    fn new() -> anyhow::Result<LabDir> {
-        let base = [Path::new("/dev/shm").to_path_buf(), std::env::temp_dir()]
-            .into_iter()
-            .find(|p| p.is_dir())
-            .context("no /dev/shm or temporary directory")?;
-        let dir = base.join(format!("shmlab-bench-ping-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(LabDir(dir))
-    }
-}
-
-impl Drop for LabDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A `netstack --foreground` process, halted (then killed) when dropped.
-struct Node {
-    name: String,
-    sock: PathBuf,
-    ctl: PathBuf,
-    child: Child,
-}
-
+/// What only this suite asks of a node.
 impl Node {
-    fn start(bin: &Path, ctl: &Path, dir: &Path, name: &str) -> anyhow::Result<Node> {
-        let sock = dir.join(format!("{name}.sock"));
-        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-        let child = Command::new(bin)
-            .arg("--socket")
-            .arg(&sock)
-            .arg("--foreground")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut node = Node {
-            name: name.to_string(),
-            sock,
-            ctl: ctl.to_path_buf(),
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&node.sock).is_err() {
-            if let Some(st) = node.child.try_wait()? {
-                bail!("node {name} exited at start ({st}); see {name}.log");
-            }
-            if Instant::now() > deadline {
-                bail!("node {name} did not listen within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(node)
-    }
-
-    /// Runs one whitespace-separated command in the node; it must succeed.
-    fn cmd(&self, cmd: &str) -> anyhow::Result<String> {
-        run_ok(
-            Command::new(&self.ctl)
-                .arg(&self.sock)
-                .args(cmd.split_whitespace()),
-        )
-        .with_context(|| format!("node {}", self.name))
-    }
-
-    fn iface(&self, ifname: &str, bus: &Path, addr: &str) -> anyhow::Result<()> {
-        self.cmd(&format!("ifconfig {ifname} create"))?;
-        self.cmd(&format!("ifconfig {ifname} linkstr {}", bus.display()))?;
-        self.cmd(&format!("ifconfig {ifname} inet {addr} up"))?;
-        Ok(())
-    }
-
     fn pinger(&self, dst: &str) -> Pinger {
         Pinger::Node {
             ctl: self.ctl.clone(),
@@ -293,26 +175,6 @@ impl Node {
 
     fn memory(&self) -> anyhow::Result<Memory> {
         Memory::of(self.child.id())
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.ctl)
-            .arg(&self.sock)
-            .arg("halt")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -347,85 +209,6 @@ impl Memory {
             threads: field("Threads:"),
         })
     }
-}
-
-/// Network namespaces and veth pairs for the kernel baseline; deleted when dropped (deleting a
-/// namespace deletes the veth ends inside it).
-struct Netns {
-    names: Vec<String>,
-    /// Temporary names of the veth ends made (one per pair suffices to delete a pair left in
-    /// this namespace by a failed move).
-    pairs: Vec<String>,
-}
-
-impl Netns {
-    fn add(&mut self, short: &str) -> anyhow::Result<String> {
-        let name = format!("shmlab-bench-{}-{short}", std::process::id());
-        // A namespace left from a crashed run with the same pid.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        run_ok(Command::new("ip").args(["netns", "add", &name]))?;
-        self.names.push(name.clone());
-        run_ok(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]))?;
-        Ok(name)
-    }
-
-    /// A veth pair from `a` to `b` with addresses (CIDR), both ends up.
-    fn veth(&mut self, a: (&str, &str, &str), b: (&str, &str, &str)) -> anyhow::Result<()> {
-        let ((ns_a, if_a, addr_a), (ns_b, if_b, addr_b)) = (a, b);
-        // Created in this namespace first, so named uniquely (at most 15 bytes) until moved.
-        let tag = format!("sb{}x{}", std::process::id() % 1_000_000, self.pairs.len());
-        let (tmp_a, tmp_b) = (format!("{tag}a"), format!("{tag}b"));
-        run_ok(Command::new("ip").args([
-            "link", "add", &tmp_a, "type", "veth", "peer", "name", &tmp_b,
-        ]))?;
-        self.pairs.push(tmp_a.clone());
-        for (tmp, ns, ifname, addr) in [(&tmp_a, ns_a, if_a, addr_a), (&tmp_b, ns_b, if_b, addr_b)]
-        {
-            run_ok(Command::new("ip").args(["link", "set", tmp, "netns", ns, "name", ifname]))?;
-            run_ok(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", ifname]))?;
-            run_ok(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]))?;
-        }
-        Ok(())
-    }
-
-    fn exec(&self, ns: &str, argv: &[&str]) -> anyhow::Result<String> {
-        run_ok(Command::new("ip").args(["netns", "exec", ns]).args(argv))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for tmp in self.pairs.drain(..) {
-            // Only still here if moving it failed; otherwise this fails quietly.
-            let _ = Command::new("ip")
-                .args(["link", "del", &tmp])
-                .stderr(Stdio::null())
-                .status();
-        }
-        for n in self.names.drain(..).rev() {
-            let ok = Command::new("ip")
-                .args(["netns", "del", &n])
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                eprintln!("bench ping: could not delete network namespace {n}; `ip netns del {n}`");
-            }
-        }
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Two namespaces over one veth pair, and three with the middle one forwarding.
@@ -470,17 +253,10 @@ fn kernel_paths(ns: &mut Netns) -> anyhow::Result<Vec<Probe>> {
 }
 
 /// A Linux namespace joined to a bus by a `virtif-bridge` process, and a netstack node on that
-/// bus; the bridge is stopped when dropped (the namespace belongs to [`Netns`]).
+/// bus; both stopped when dropped (the namespace belongs to [`Netns`]).
 struct LinuxNode {
-    bridge: Child,
-    _peer: Node,
-}
-
-impl Drop for LinuxNode {
-    fn drop(&mut self) {
-        let _ = self.bridge.kill();
-        let _ = self.bridge.wait();
-    }
+    _bridge: Bridge,
+    peer: Node,
 }
 
 /// Linux node `10.199.5.1` <-> netstack node `10.199.5.2` on bus `lx.bus`, both directions.
@@ -493,30 +269,14 @@ fn linux_node_paths(
     let [bridge_bin] = ctx.build_bins(&["virtif"], ["virtif-bridge"])?;
     let lx = ns.add("lx")?;
     let bus = dir.join("lx.bus");
-    let mut bridge = Command::new(&bridge_bin)
-        .arg("--bus")
-        .arg(&bus)
-        .args(["--tap", "eth0", "--netns", &lx])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("lx-bridge.log"))?)
-        .spawn()
-        .with_context(|| format!("starting {}", bridge_bin.display()))?;
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(bridge.stdout.take().context("bridge stdout")?),
-        &mut ready,
-    )?;
-    if !ready.starts_with("ready ") {
-        let _ = bridge.kill();
-        bail!("virtif-bridge did not start; see lx-bridge.log in the lab directory");
-    }
+    let bridge = Bridge::start(&bridge_bin, &bus, &lx, dir, "lx")?;
     let peer = Node::start(bin, ctl, dir, "lxpeer")?;
     let linux = LinuxNode {
-        bridge,
-        _peer: peer,
+        _bridge: bridge,
+        peer,
     };
     ns.exec(&lx, &["ip", "addr", "add", "10.199.5.1/24", "dev", "eth0"])?;
-    linux._peer.iface("shmif0", &bus, "10.199.5.2/24")?;
+    linux.peer.iface("shmif0", &bus, "10.199.5.2/24")?;
     let probes = vec![
         Probe {
             name: "Linux node → netstack node, one bus (tap bridge)",
@@ -531,7 +291,7 @@ fn linux_node_paths(
             name: "netstack node → Linux node, one bus (tap bridge)",
             kind: Kind::LinuxNode,
             same_shape: Some("veth pair"),
-            pinger: linux._peer.pinger("10.199.5.1"),
+            pinger: linux.peer.pinger("10.199.5.1"),
         },
     ];
     Ok((probes, linux))
@@ -593,7 +353,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         200
     };
     let (bin, ctl) = netstack_bins(ctx)?;
-    let lab = LabDir::new()?;
+    let lab = LabDir::new("ping")?;
     let dir = &lab.0;
 
     // Idle memory: a node with no interface, then the same node with one bus attached.
@@ -639,10 +399,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             pinger: h1.pinger("10.0.12.2"),
         },
     ];
-    let mut netns = Netns {
-        names: Vec::new(),
-        pairs: Vec::new(),
-    };
+    let mut netns = Netns::default();
     let mut linux_node = None;
     let kernel_note = if !is_root() {
         eprintln!("bench ping: not root, so the Linux veth baseline was skipped");
