@@ -47,6 +47,9 @@ struct Row {
     /// ports missed because a writer lapped them; None for veth rows.
     bridge_dropped: Option<u64>,
     bus_lost: Option<u64>,
+    /// Frames the kernel dropped at the taps' transmit queues (the bridge did not read them in
+    /// time), from `ip -s link`; None for veth rows.
+    tap_queue_dropped: Option<u64>,
 }
 
 pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
@@ -168,12 +171,25 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
     }
     drop(router);
     let counters: Vec<Option<Value>> = bridges.into_iter().map(Bridge::stop).collect();
+    let tap_drops: Vec<Option<u64>> = paths
+        .iter()
+        .map(|p| {
+            if p.bridges.is_empty() {
+                return None;
+            }
+            [&p.client, &p.server]
+                .iter()
+                .map(|n| tap_tx_dropped(n))
+                .sum::<Option<u64>>()
+        })
+        .collect();
     drop(ns);
 
     let rows: Vec<Row> = paths
         .iter()
         .zip(runs)
-        .map(|(p, runs)| {
+        .zip(tap_drops)
+        .map(|((p, runs), tap_queue_dropped)| {
             let sum = |key: &str| -> Option<u64> {
                 (!p.bridges.is_empty()).then(|| {
                     p.bridges
@@ -193,6 +209,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
                 retransmits: runs.iter().map(|r| r.retransmits).sum(),
                 bridge_dropped: sum("dropped"),
                 bus_lost: sum("bus_lost"),
+                tap_queue_dropped,
                 runs,
             }
         })
@@ -202,6 +219,14 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         markdown: markdown(ctx, secs, &rows),
         json: json!({ "seconds_per_run": secs, "runs": ctx.repeats, "rows": rows }),
     })
+}
+
+/// The kernel's transmit drops on tap `eth0` in namespace `ns`.
+fn tap_tx_dropped(ns: &str) -> Option<u64> {
+    let out =
+        run_ok(Command::new("ip").args(["-n", ns, "-s", "-j", "link", "show", "eth0"])).ok()?;
+    let v: Value = serde_json::from_str(&out).ok()?;
+    v[0]["stats64"]["tx"]["dropped"].as_u64()
 }
 
 fn skipped(why: &str) -> SuiteReport {
@@ -281,20 +306,22 @@ fn markdown(ctx: &Context, secs: u32, rows: &[Row]) -> String {
          `virtif-bridge` (labctl's `kind = \"linux\"` nodes), on one bus, and on two buses with a \
          release-built netstack node forwarding between them. *Bridge drops* and *bus lost* are \
          the bridges' counters over the whole suite (frames dropped, frames a bridge's port \
-         missed because writers lapped it); TCP recovers those as retransmits. Rows with \
-         netstack as a TCP endpoint come with netstack's transport layer.\n\n",
+         missed because writers lapped it); *tap queue drops* are the kernel's transmit drops on \
+         the row's taps (`ip -s link`: frames the sender's kernel queued faster than its bridge \
+         read them, over the 1000-frame queue). TCP recovers all of these as retransmits. Rows \
+         with netstack as a TCP endpoint come with netstack's transport layer.\n\n",
         ctx.repeats
     );
     let veth = rows
         .iter()
         .find(|r| r.name == "veth pair")
         .map(|r| r.median_gbit_s);
-    s += "| Path | Median Gbit/s | Min | Max | ÷ veth | Retransmits | Bridge drops | Bus lost |\n";
-    s += "|:---|---:|---:|---:|---:|---:|---:|---:|\n";
+    s += "| Path | Median Gbit/s | Min | Max | ÷ veth | Retransmits | Bridge drops | Bus lost | Tap queue drops |\n";
+    s += "|:---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     let opt = |v: Option<u64>| v.map_or_else(|| "–".to_string(), |n| n.to_string());
     for r in rows {
         s += &format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
+            "| {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
             r.name,
             r.median_gbit_s,
             r.min_gbit_s,
@@ -303,6 +330,7 @@ fn markdown(ctx: &Context, secs: u32, rows: &[Row]) -> String {
             r.retransmits,
             opt(r.bridge_dropped),
             opt(r.bus_lost),
+            opt(r.tap_queue_dropped),
         );
     }
     s
