@@ -537,6 +537,23 @@ pub fn read_stats(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
+/// The kernel's counters of interface `ifname` in the node's namespace (`ip -s -j link`): frames
+/// it dropped on transmit (its tap queue overflowed because the bridge did not read in time)
+/// and on receive. None when the namespace or interface is gone.
+pub fn kernel_drops(netns: &Netns, ifname: &str) -> Option<(u64, u64)> {
+    let argv: Vec<String> = ["ip", "-s", "-j", "link", "show", "dev", ifname]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = netns.command(&argv).stderr(Stdio::null()).output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let stats = &v[0]["stats64"];
+    Some((
+        stats["tx"]["dropped"].as_u64()?,
+        stats["rx"]["dropped"].as_u64()?,
+    ))
+}
+
 /// The commands that configure a Linux node inside its namespace, in order: loopback, each
 /// interface (MTU, addresses, up), forwarding, sysctls, routes, then the node's `exec`.
 pub fn config_commands(node: &Node) -> Vec<Vec<String>> {

@@ -703,20 +703,33 @@ fn linux_status(n: &lab::NodeState, json: bool) -> NodeStatus {
                     alive: b.proc.alive(),
                     mac: b.mac.clone(),
                 });
+                let kernel = n
+                    .netns
+                    .as_ref()
+                    .and_then(|ns| labctl::linux::kernel_drops(ns, &i.name));
                 let counters = match (stats, json) {
-                    (Some(v), true) => v,
+                    (Some(mut v), true) => {
+                        if let Some((tx, rx)) = kernel {
+                            v["kernel_tx_dropped"] = tx.into();
+                            v["kernel_rx_dropped"] = rx.into();
+                        }
+                        v
+                    }
                     (Some(v), false) => {
                         let f = |k: &str| v[k].as_u64().unwrap_or(0);
+                        let kernel = kernel.map_or_else(String::new, |(tx, rx)| {
+                            format!("; kernel: tx_dropped {tx} rx_dropped {rx}")
+                        });
                         serde_json::json!([format!(
-                        "bridge pid {} ({}): tap_rx {} tap_tx {} bus_rx {} bus_tx {} dropped {}",
-                        bridge.as_ref().map(|b| b.pid).unwrap_or(0),
-                        if bridge.as_ref().is_some_and(|b| b.alive) { "running" } else { "dead" },
-                        f("tap_rx"),
-                        f("tap_tx"),
-                        f("bus_rx"),
-                        f("bus_tx"),
-                        f("dropped")
-                    )])
+                            "bridge pid {} ({}): tap_rx {} tap_tx {} bus_rx {} bus_tx {} dropped {}{kernel}",
+                            bridge.as_ref().map(|b| b.pid).unwrap_or(0),
+                            if bridge.as_ref().is_some_and(|b| b.alive) { "running" } else { "dead" },
+                            f("tap_rx"),
+                            f("tap_tx"),
+                            f("bus_rx"),
+                            f("bus_tx"),
+                            f("dropped")
+                        )])
                     }
                     (None, _) => serde_json::Value::Null,
                 };

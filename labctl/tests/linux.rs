@@ -233,6 +233,9 @@ fn status_shows_namespaces_bridges_and_their_counters() {
         assert!(c[k].as_u64().unwrap_or(0) >= 3, "{k} in {json}");
     }
     assert_eq!(c["tap"], "eth0");
+    // The kernel's own drop counters of the tap, next to the bridge's.
+    assert_eq!(c["kernel_tx_dropped"], 0, "{json}");
+    assert!(c["kernel_rx_dropped"].is_u64(), "{json}");
     let text = env.ok(&["status", &lab]);
     assert!(
         text.contains(&format!("running in {}", netns(&lab, "l1"))),
@@ -240,6 +243,7 @@ fn status_shows_namespaces_bridges_and_their_counters() {
     );
     assert!(text.contains("l1 eth0:"), "{text}");
     assert!(text.contains("bridge pid"), "{text}");
+    assert!(text.contains("kernel: tx_dropped 0 rx_dropped"), "{text}");
     assert!(env.ok(&["ls"]).contains(&lab));
     env.ok(&["down", &lab]);
 }
