@@ -261,6 +261,8 @@ fn iperf(p: &Probe, secs: u32) -> anyhow::Result<Run> {
             "-t",
             &secs.to_string(),
             "-J",
+            "--connect-timeout",
+            "2000",
         ]));
         match attempt {
             Ok(out) => break out,
@@ -270,7 +272,11 @@ fn iperf(p: &Probe, secs: u32) -> anyhow::Result<Run> {
             Err(e) => return Err(e),
         }
     };
-    let _ = server.0.wait();
+    // A one-off server exits after its test; one that lingers is killed (Server's drop).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && matches!(server.0.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     parse_iperf(&out)
 }
 
