@@ -166,7 +166,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
                 rep + 1,
                 ctx.repeats
             );
-            rs.push(iperf(p, secs).with_context(|| p.name.to_string())?);
+            rs.push(iperf(p, secs, dir).with_context(|| p.name.to_string())?);
         }
     }
     drop(router);
@@ -238,38 +238,41 @@ fn skipped(why: &str) -> SuiteReport {
     }
 }
 
-/// One iperf3 run of `secs` seconds from the path's client to its server.
-fn iperf(p: &Probe, secs: u32) -> anyhow::Result<Run> {
+/// One iperf3 run of `secs` seconds from the path's client to its server; the server's output
+/// goes to `iperf3-server.log` in `dir`.
+fn iperf(p: &Probe, secs: u32, dir: &std::path::Path) -> anyhow::Result<Run> {
+    let log = std::fs::File::create(dir.join("iperf3-server.log"))?;
     let mut server = Server(
         Command::new("ip")
             .args(["netns", "exec", &p.server, "iperf3", "-s", "-1", "-p", PORT])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .spawn()
             .context("starting iperf3 -s")?,
     );
     // The server needs a moment to listen; retry the client while it is refused.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let out = loop {
-        let attempt = run_ok(Command::new("ip").args(["netns", "exec", &p.client]).args([
-            "iperf3",
-            "-c",
-            p.server_addr,
-            "-p",
-            PORT,
-            "-t",
-            &secs.to_string(),
-            "-J",
-            "--connect-timeout",
-            "2000",
-        ]));
-        match attempt {
-            Ok(out) => break out,
+    let run = loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &p.client])
+            .args(["iperf3", "-c", p.server_addr, "-p", PORT, "-J"])
+            .args(["-t", &secs.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .context("running iperf3 -c")?;
+        match parse_iperf(&String::from_utf8_lossy(&out.stdout)) {
             Err(e) if Instant::now() < deadline && format!("{e:#}").contains("refused") => {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let server_log = std::fs::read_to_string(dir.join("iperf3-server.log"));
+                bail!(
+                    "{e:#}; iperf3 server said: {}",
+                    server_log.unwrap_or_default()
+                );
+            }
+            Ok(run) => break run,
         }
     };
     // A one-off server exits after its test; one that lingers is killed (Server's drop).
@@ -277,7 +280,7 @@ fn iperf(p: &Probe, secs: u32) -> anyhow::Result<Run> {
     while Instant::now() < deadline && matches!(server.0.try_wait(), Ok(None)) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    parse_iperf(&out)
+    Ok(run)
 }
 
 /// Kills a leftover iperf3 server when a run fails.
