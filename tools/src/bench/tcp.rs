@@ -170,7 +170,6 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         }
     }
     drop(router);
-    let counters: Vec<Option<Value>> = bridges.into_iter().map(Bridge::stop).collect();
     let tap_drops: Vec<Option<u64>> = paths
         .iter()
         .map(|p| {
@@ -183,6 +182,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
                 .sum::<Option<u64>>()
         })
         .collect();
+    // After the taps' counters: a tap goes away with its bridge.
+    let counters: Vec<Option<Value>> = bridges.into_iter().map(Bridge::stop).collect();
     drop(ns);
 
     let rows: Vec<Row> = paths
