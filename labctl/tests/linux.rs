@@ -401,6 +401,46 @@ fn tcp_transfer_between_linux_nodes_across_the_netstack_router_is_byte_exact() {
     if !have_tool("nc") {
         return;
     }
+    send_a_mebibyte_from_l1_to_l2(&env, &lab);
+    env.ok(&["down", &lab]);
+}
+
+/// r1's lan2 side has MTU 1280 while both Linux ends have 1500: l1's full-size TCP segments
+/// (DF set) must bring back our ICMP "fragmentation needed" with the next-hop MTU, Linux must
+/// lower its path MTU to it, and the transfer must still arrive whole.
+#[test]
+fn linux_tcp_learns_the_path_mtu_from_the_netstack_router() {
+    let Some(env) = Env::linux("pmtu") else {
+        return;
+    };
+    if !have_tool("nc") {
+        return;
+    }
+    let (lab, file) = linux_peer_file(&env, "pmtu");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let narrow = r#"{ bus = "lan2", addrs = ["10.77.2.1/24"], mtu = 1280 }"#;
+    let edited = text.replace(r#"{ bus = "lan2", addrs = ["10.77.2.1/24"] }"#, narrow);
+    assert!(edited.contains(narrow), "linux-peer.toml changed shape");
+    std::fs::write(&file, edited).unwrap();
+    env.ok(&["up", &file]);
+
+    send_a_mebibyte_from_l1_to_l2(&env, &lab);
+    let route = exec(&env, &lab, "l1", &["ip", "route", "get", L2]);
+    assert!(
+        route.contains("mtu 1280"),
+        "l1 learnt the path MTU: {route}"
+    );
+    let stats = exec(&env, &lab, "r1", &["netstat", "-s", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(
+        v["drops"]["ip_need_frag"].as_u64() >= Some(1),
+        "r1 refused DF packets too big for lan2: {stats}"
+    );
+    env.ok(&["down", &lab]);
+}
+
+/// 1 MiB of random bytes from l1 to l2 with `nc`, compared byte for byte.
+fn send_a_mebibyte_from_l1_to_l2(env: &Env, lab: &str) {
     let dir = env.scratch.path();
     let input = dir.join("in.bin");
     let output = dir.join("out.bin");
@@ -414,19 +454,19 @@ fn tcp_transfer_between_linux_nodes_across_the_netstack_router_is_byte_exact() {
 
     let mut server = env
         .labctl()
-        .args(["exec", &lab, "l2", "--", "sh", "-c"])
+        .args(["exec", lab, "l2", "--", "sh", "-c"])
         .arg(format!("exec nc -l {L2} 5001 > '{}'", output.display()))
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !exec(&env, &lab, "l2", &["ss", "-ltn"]).contains(":5001") {
+    while !exec(env, lab, "l2", &["ss", "-ltn"]).contains(":5001") {
         assert!(Instant::now() < deadline, "nc did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
     let started = Instant::now();
     let client = env
         .labctl()
-        .args(["exec", &lab, "l1", "--", "sh", "-c"])
+        .args(["exec", lab, "l1", "--", "sh", "-c"])
         .arg(format!("nc -N -w 10 {L2} 5001 < '{}'", input.display()))
         .output()
         .unwrap();
@@ -440,7 +480,6 @@ fn tcp_transfer_between_linux_nodes_across_the_netstack_router_is_byte_exact() {
     let got = std::fs::read(&output).unwrap();
     assert_eq!(got.len(), data.len());
     assert!(got == data, "received bytes differ from those sent");
-    env.ok(&["down", &lab]);
 }
 
 /// As user nobody, `up` of a lab with Linux nodes fails before it starts anything and says
