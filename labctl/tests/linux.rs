@@ -852,3 +852,63 @@ fn a_failing_exec_on_a_linux_node_fails_up_and_tears_the_lab_down() {
     assert!(!env.lab_dir(&lab).exists());
     assert!(no_process_mentions(env.base.path()));
 }
+
+/// Fragmentation both ways and ICMP errors between Linux and netstack: Linux fragments a 4000-byte
+/// echo and we reassemble and answer in fragments, and the reverse; a Linux ping to a network
+/// nobody routes gets our router's "net unreachable".
+#[test]
+fn fragments_and_icmp_errors_interoperate_with_linux() {
+    let Some((env, lab)) = linux_peer("fragments", "frag") else {
+        return;
+    };
+    let out = exec(
+        &env,
+        &lab,
+        "l1",
+        &["ping", "-c", "2", "-s", "4000", "-W", "2", N1],
+    );
+    assert!(out.contains("2 received"), "{out}");
+    assert!(out.contains("4008 bytes from"), "{out}");
+    let out = exec(&env, &lab, "n1", &["ping", "-c", "2", "-s", "4000", L1]);
+    assert!(out.contains("2 packets received"), "{out}");
+    let stats = exec(&env, &lab, "n1", &["netstat", "-s", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(
+        v["counters"]["ip_reassembled"].as_u64() >= Some(2),
+        "{stats}"
+    );
+    // Across r1 to l2 as well: r1 forwards the fragments as they are.
+    let out = exec(
+        &env,
+        &lab,
+        "l1",
+        &["ping", "-c", "1", "-s", "3000", "-W", "2", L2],
+    );
+    assert!(out.contains("1 received"), "{out}");
+
+    let out = env
+        .labctl()
+        .args([
+            "exec",
+            &lab,
+            "l1",
+            "--",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "10.77.9.9",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "From {R1_LAN1} icmp_seq=1 Destination Net Unreachable"
+        )),
+        "{text}"
+    );
+    env.ok(&["down", &lab]);
+}
