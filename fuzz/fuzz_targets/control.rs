@@ -20,12 +20,20 @@ fuzz_target!(|data: &[u8]| {
     stack.create_iface("shmif0").unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
     let now = Instant::now();
-    cmd::run(&mut stack, now, &req, Output::new(tx, Arc::new(AtomicBool::new(false))));
+    cmd::run(
+        &mut stack,
+        now,
+        &req,
+        Output::new(tx, Arc::new(AtomicBool::new(false))),
+    );
     // Long-running commands (ping) finish from the poll loop.
     for s in 1..=30 {
         stack.poll(now + Duration::from_secs(s));
     }
     stack.cancel_jobs();
-    let exits = rx.try_iter().filter(|r| matches!(r, Reply::Exit(_))).count();
+    let exits = rx
+        .try_iter()
+        .filter(|r| matches!(r, Reply::Exit(_)))
+        .count();
     assert_eq!(exits, 1, "every command ends with exactly one exit line");
 });
