@@ -203,6 +203,9 @@ pub enum IfError {
         kind: &'static str,
         why: &'static str,
     },
+    /// A stack built without an event channel (unit tests) cannot receive on real links.
+    #[error("{0}: linkstr: this stack has no event channel for links")]
+    NoEventChannel(String),
     #[error("{name}: linkstr: {source}")]
     AttachTap {
         name: String,
@@ -299,32 +302,18 @@ impl Stack {
             });
         }
         self.collect_link_drops();
-        let id = self.next_link;
-        let events = self.events.clone();
-        let iface = self.iface_mut(name)?;
-        let link = match events {
-            Some(ev) => Link::attach_shmif(id, path, ev).map_err(|source| IfError::Attach {
+        self.iface_mut(name)?;
+        let events = self
+            .events
+            .clone()
+            .ok_or_else(|| IfError::NoEventChannel(name.into()))?;
+        let link =
+            Link::attach_shmif(self.next_link, path, events).map_err(|source| IfError::Attach {
                 name: name.to_string(),
                 path: path.display().to_string(),
                 source,
-            })?,
-            None => {
-                return Err(IfError::Attach {
-                    name: name.to_string(),
-                    path: path.display().to_string(),
-                    source: shmif::BusError::Inconsistent {
-                        path: path.to_path_buf(),
-                        what: "this stack has no event channel for links".into(),
-                    },
-                })
-            }
-        };
-        iface.link = Some(link);
-        let index = iface.index;
-        self.next_link += 1;
-        self.arp.flush_interface(index);
-        self.announce(index);
-        Ok(())
+            })?;
+        self.install_link(name, link)
     }
 
     /// Attaches virt interface `name` to host tap `tap` in the node's network namespace,
@@ -338,25 +327,26 @@ impl Stack {
             });
         }
         self.collect_link_drops();
-        let id = self.next_link;
-        let Some(events) = self.events.clone() else {
-            return Err(IfError::AttachTap {
-                name: name.to_string(),
-                source: virtif::Error::Io {
-                    name: tap.to_string(),
-                    op: "attaching".into(),
-                    source: std::io::Error::other("this stack has no event channel for links"),
-                },
-            });
-        };
+        self.iface_mut(name)?;
+        let events = self
+            .events
+            .clone()
+            .ok_or_else(|| IfError::NoEventChannel(name.into()))?;
         // Close the old tap first: re-attaching to the same name would find it busy.
         if let Some(old) = self.iface_mut(name)?.link.take() {
             old.close();
         }
-        let link = Link::attach_tap(id, tap, events).map_err(|source| IfError::AttachTap {
-            name: name.to_string(),
-            source,
-        })?;
+        let link =
+            Link::attach_tap(self.next_link, tap, events).map_err(|source| IfError::AttachTap {
+                name: name.to_string(),
+                source,
+            })?;
+        self.install_link(name, link)
+    }
+
+    /// Puts a freshly attached link on `name` (dropping any previous one), forgets the ARP
+    /// entries learnt through the old link and announces the interface's addresses.
+    fn install_link(&mut self, name: &str, link: Link) -> Result<(), IfError> {
         let iface = self.iface_mut(name)?;
         iface.link = Some(link);
         let index = iface.index;
