@@ -369,17 +369,7 @@ fn capture_of_lan1_holds_icmp_from_the_linux_node() {
     exec(&env, &lab, "l1", &["ping", "-c", "2", "-i", "0.2", N1]);
     let pcap = env.scratch.path().join("lan1.pcap");
     env.ok(&["dump", &lab, "lan1", "-w", pcap.to_str().unwrap()]);
-    let out = Command::new("tcpdump")
-        .args(["-n", "-r"])
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = tcpdump_read(&pcap, &[]);
     assert!(
         text.contains(&format!("{L1} > {N1}: ICMP echo request")),
         "{text}"

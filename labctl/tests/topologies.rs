@@ -95,12 +95,7 @@ fn exec_streams_real_node_output_and_status() {
 #[test]
 fn capture_to_stdout_streams_into_tcpdump() {
     let Some(env) = Env::real() else { return };
-    if std::process::Command::new("tcpdump")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        skip("tcpdump is not installed");
+    if !have_tool("tcpdump") {
         return;
     }
     let topo = env.topo("t.toml", &two_hosts("tcpd"));
@@ -146,12 +141,7 @@ fn capture_to_stdout_streams_into_tcpdump() {
 #[test]
 fn pcapng_capture_reads_back_in_tcpdump() {
     let Some(env) = Env::real() else { return };
-    if std::process::Command::new("tcpdump")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        skip("tcpdump is not installed");
+    if !have_tool("tcpdump") {
         return;
     }
     let topo = env.topo("t.toml", &two_hosts("ng"));
@@ -166,17 +156,7 @@ fn pcapng_capture_reads_back_in_tcpdump() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     env.ok(&["exec", "ng", "h2", "--", "ping", "-c", "1", "10.0.0.1"]);
     assert!(cap.wait().unwrap().success());
-    let out = std::process::Command::new("tcpdump")
-        .args(["-n", "-tttt", "-r"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = tcpdump_read(&file, &["-tttt"]);
     assert!(
         text.contains("10.0.0.2 > 10.0.0.1: ICMP echo request"),
         "{text}"

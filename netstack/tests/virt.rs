@@ -17,7 +17,9 @@ fn mac_text(m: [u8; 6]) -> String {
 
 #[test]
 fn virt0_create_attaches_tap0_and_the_host_side_pings_the_node() {
-    if !common::can_use_netns("virt0_create_attaches_tap0_and_the_host_side_pings_the_node") {
+    if !shmlab_tests::prereq::kernel_net(
+        "virt0_create_attaches_tap0_and_the_host_side_pings_the_node",
+    ) {
         return;
     }
     let ns = Netns::new("virt0");
@@ -72,7 +74,9 @@ fn virt0_create_attaches_tap0_and_the_host_side_pings_the_node() {
 
 #[test]
 fn linkstr_picks_an_existing_persistent_tap_which_survives_the_node() {
-    if !common::can_use_netns("linkstr_picks_an_existing_persistent_tap_which_survives_the_node") {
+    if !shmlab_tests::prereq::kernel_net(
+        "linkstr_picks_an_existing_persistent_tap_which_survives_the_node",
+    ) {
         return;
     }
     let ns = Netns::new("ptap");
@@ -100,7 +104,7 @@ fn linkstr_picks_an_existing_persistent_tap_which_survives_the_node() {
 
 #[test]
 fn a_router_forwards_between_a_bus_and_a_tap() {
-    if !common::can_use_netns("a_router_forwards_between_a_bus_and_a_tap") {
+    if !shmlab_tests::prereq::kernel_net("a_router_forwards_between_a_bus_and_a_tap") {
         return;
     }
     let ns = Netns::new("fwd");
@@ -129,7 +133,9 @@ fn a_router_forwards_between_a_bus_and_a_tap() {
 
 #[test]
 fn bad_tap_names_and_wrong_links_are_refused_and_leave_nothing() {
-    if !common::can_use_netns("bad_tap_names_and_wrong_links_are_refused_and_leave_nothing") {
+    if !shmlab_tests::prereq::kernel_net(
+        "bad_tap_names_and_wrong_links_are_refused_and_leave_nothing",
+    ) {
         return;
     }
     let ns = Netns::new("bad");
@@ -162,7 +168,7 @@ fn bad_tap_names_and_wrong_links_are_refused_and_leave_nothing() {
 
 #[test]
 fn without_cap_net_admin_virt_create_says_what_to_do() {
-    if !common::can_use_netns("without_cap_net_admin_virt_create_says_what_to_do") {
+    if !shmlab_tests::prereq::kernel_net("without_cap_net_admin_virt_create_says_what_to_do") {
         return;
     }
     // The node runs as `nobody`; its socket directory must be writable for it.

@@ -1,6 +1,10 @@
 //! Shared pieces of the shmlab integration tests: the frame format the test peers exchange
 //! (writer id, sequence number and checksum in every frame, so a reader can prove that nothing
 //! it was handed is torn, duplicated or out of order), and helpers for running peer processes.
+//! [`prereq`] is the skip-or-fail check for what a test needs from the machine, used by every
+//! crate's tests.
+
+pub mod prereq;
 
 use std::process::{Child, Command, Stdio};
 

@@ -6,28 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use shmif::{Bus, BusConfig};
+use shmlab_tests::prereq::have_tool;
 
 const DUMPBUS: &str = env!("CARGO_BIN_EXE_shmif_dumpbus");
 /// IEEE "local experimental" EtherType: tcpdump and tshark show the payload as opaque data.
 const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
-
-/// Whether an external tool can be run. A missing tool skips the test with a message, unless
-/// `SHMLAB_REQUIRE_ALL=1` (CI) says every test must really run.
-fn have_tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var("SHMLAB_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{name} is not installed and SHMLAB_REQUIRE_ALL=1 (apt-get install -y {name})");
-        }
-        eprintln!("skipping: {name} is not installed (apt-get install -y {name})");
-    }
-    found
-}
 
 /// A broadcast frame of `len` bytes carrying `seq` right after the Ethernet header (when there
 /// is room), so a dump can be checked for which frames it holds and in what order.

@@ -91,7 +91,7 @@ fn wait_for<T>(port: &mut shmif::Port, what: &str, mut want: impl FnMut(&[u8]) -
 
 #[test]
 fn bridge_joins_the_kernel_to_a_bus_both_ways() {
-    if !common::can_run("bridge_joins_the_kernel_to_a_bus_both_ways") {
+    if !shmlab_tests::prereq::kernel_net("bridge_joins_the_kernel_to_a_bus_both_ways") {
         return;
     }
     let ns = Netns::new("bridge");
@@ -190,7 +190,7 @@ fn bridge_joins_the_kernel_to_a_bus_both_ways() {
 
 #[test]
 fn frames_too_long_for_the_bus_are_counted_not_cut() {
-    if !common::can_run("frames_too_long_for_the_bus_are_counted_not_cut") {
+    if !shmlab_tests::prereq::kernel_net("frames_too_long_for_the_bus_are_counted_not_cut") {
         return;
     }
     let ns = Netns::new("bridge-big");
@@ -229,7 +229,7 @@ fn frames_too_long_for_the_bus_are_counted_not_cut() {
 
 #[test]
 fn a_missing_namespace_fails_before_ready_with_the_reason() {
-    if !common::can_run("a_missing_namespace_fails_before_ready_with_the_reason") {
+    if !shmlab_tests::prereq::kernel_net("a_missing_namespace_fails_before_ready_with_the_reason") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

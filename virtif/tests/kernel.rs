@@ -53,7 +53,7 @@ fn wait_for<T>(tap: &mut Tap, what: &str, mut want: impl FnMut(&[u8]) -> Option<
 
 #[test]
 fn kernel_answers_arp_and_ping_through_a_tap_in_a_netns() {
-    if !common::can_run("kernel_answers_arp_and_ping_through_a_tap_in_a_netns") {
+    if !shmlab_tests::prereq::kernel_net("kernel_answers_arp_and_ping_through_a_tap_in_a_netns") {
         return;
     }
     let ns = Netns::new("ping");
@@ -121,7 +121,7 @@ fn kernel_answers_arp_and_ping_through_a_tap_in_a_netns() {
 
 #[test]
 fn mtu_and_up_state_show_in_ip_link() {
-    if !common::can_run("mtu_and_up_state_show_in_ip_link") {
+    if !shmlab_tests::prereq::kernel_net("mtu_and_up_state_show_in_ip_link") {
         return;
     }
     let ns = Netns::new("mtu");
@@ -172,7 +172,7 @@ fn mtu_and_up_state_show_in_ip_link() {
 
 #[test]
 fn dropping_the_last_handle_removes_the_tap() {
-    if !common::can_run("dropping_the_last_handle_removes_the_tap") {
+    if !shmlab_tests::prereq::kernel_net("dropping_the_last_handle_removes_the_tap") {
         return;
     }
     let ns = Netns::new("drop");
@@ -186,7 +186,7 @@ fn dropping_the_last_handle_removes_the_tap() {
 
 #[test]
 fn persistent_tap_is_attached_and_left_in_place() {
-    if !common::can_run("persistent_tap_is_attached_and_left_in_place") {
+    if !shmlab_tests::prereq::kernel_net("persistent_tap_is_attached_and_left_in_place") {
         return;
     }
     let ns = Netns::new("persist");
@@ -205,7 +205,7 @@ fn persistent_tap_is_attached_and_left_in_place() {
 
 #[test]
 fn second_open_of_an_attached_tap_is_busy() {
-    if !common::can_run("second_open_of_an_attached_tap_is_busy") {
+    if !shmlab_tests::prereq::kernel_net("second_open_of_an_attached_tap_is_busy") {
         return;
     }
     let ns = Netns::new("busy");
@@ -223,7 +223,7 @@ fn second_open_of_an_attached_tap_is_busy() {
 
 #[test]
 fn existing_interface_that_is_not_a_tap_is_refused() {
-    if !common::can_run("existing_interface_that_is_not_a_tap_is_refused") {
+    if !shmlab_tests::prereq::kernel_net("existing_interface_that_is_not_a_tap_is_refused") {
         return;
     }
     let ns = Netns::new("notap");
@@ -241,7 +241,7 @@ fn existing_interface_that_is_not_a_tap_is_refused() {
 
 #[test]
 fn frames_longer_than_the_buffer_are_counted_and_dropped() {
-    if !common::can_run("frames_longer_than_the_buffer_are_counted_and_dropped") {
+    if !shmlab_tests::prereq::kernel_net("frames_longer_than_the_buffer_are_counted_and_dropped") {
         return;
     }
     let ns = Netns::new("trunc");
@@ -268,7 +268,8 @@ fn frames_longer_than_the_buffer_are_counted_and_dropped() {
 
 #[test]
 fn runts_and_frames_for_a_down_tap_are_refused_and_counted() {
-    if !common::can_run("runts_and_frames_for_a_down_tap_are_refused_and_counted") {
+    if !shmlab_tests::prereq::kernel_net("runts_and_frames_for_a_down_tap_are_refused_and_counted")
+    {
         return;
     }
     let ns = Netns::new("refuse");
@@ -296,7 +297,7 @@ fn runts_and_frames_for_a_down_tap_are_refused_and_counted() {
 
 #[test]
 fn recv_on_a_quiet_tap_times_out_with_none() {
-    if !common::can_run("recv_on_a_quiet_tap_times_out_with_none") {
+    if !shmlab_tests::prereq::kernel_net("recv_on_a_quiet_tap_times_out_with_none") {
         return;
     }
     let ns = Netns::new("quiet");
@@ -321,7 +322,7 @@ fn recv_on_a_quiet_tap_times_out_with_none() {
 
 #[test]
 fn tap_in_the_callers_own_namespace() {
-    if !common::can_run("tap_in_the_callers_own_namespace") {
+    if !shmlab_tests::prereq::kernel_net("tap_in_the_callers_own_namespace") {
         return;
     }
     // `ifconfig virt0 create` on a node opens a host tap with no namespace: check that path in
@@ -346,7 +347,9 @@ fn tap_in_the_callers_own_namespace() {
 
 #[test]
 fn rx_thread_blocked_in_recv_wakes_for_the_reply_to_a_frame_sent_elsewhere() {
-    if !common::can_run("rx_thread_blocked_in_recv_wakes_for_the_reply_to_a_frame_sent_elsewhere") {
+    if !shmlab_tests::prereq::kernel_net(
+        "rx_thread_blocked_in_recv_wakes_for_the_reply_to_a_frame_sent_elsewhere",
+    ) {
         return;
     }
     let ns = Netns::new("rx");

@@ -55,7 +55,7 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn unprivileged_open_names_cap_net_admin_and_unshare() {
-    if !common::can_run("unprivileged_open_names_cap_net_admin_and_unshare") {
+    if !shmlab_tests::prereq::kernel_net("unprivileged_open_names_cap_net_admin_and_unshare") {
         return;
     }
     let probe = ProbeCopy::new("nobody");
@@ -80,7 +80,7 @@ fn unprivileged_open_names_cap_net_admin_and_unshare() {
 
 #[test]
 fn unshare_rn_either_works_or_the_message_says_why_not() {
-    if !common::can_run("unshare_rn_either_works_or_the_message_says_why_not") {
+    if !shmlab_tests::prereq::kernel_net("unshare_rn_either_works_or_the_message_says_why_not") {
         return;
     }
     let probe = ProbeCopy::new("userns");
@@ -123,7 +123,7 @@ fn unshare_rn_either_works_or_the_message_says_why_not() {
 
 #[test]
 fn missing_dev_net_tun_is_reported_as_such() {
-    if !common::can_run("missing_dev_net_tun_is_reported_as_such") {
+    if !shmlab_tests::prereq::kernel_net("missing_dev_net_tun_is_reported_as_such") {
         return;
     }
     let probe = ProbeCopy::new("nodev");
@@ -165,7 +165,9 @@ fn missing_netns_from_the_command_line() {
 
 #[test]
 fn unshare_rn_advice_works_where_the_device_is_world_writable() {
-    if !common::can_run("unshare_rn_advice_works_where_the_device_is_world_writable") {
+    if !shmlab_tests::prereq::kernel_net(
+        "unshare_rn_advice_works_where_the_device_is_world_writable",
+    ) {
         return;
     }
     let probe = ProbeCopy::new("userns-rw");

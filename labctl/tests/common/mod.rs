@@ -2,20 +2,13 @@
 //! binary and the real `netstack` binary, alone or behind a shell wrapper that injects a fault
 //! (a slow start, extra arguments) before it `exec`s the real node. Tests that need something
 //! missing skip with a message, or fail when `SHMLAB_REQUIRE_ALL=1`.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// Skips the calling test (returns true) unless every test is required to run.
-pub fn skip(why: &str) -> bool {
-    if std::env::var("SHMLAB_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("required test cannot run: {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    true
-}
+pub use shmlab_tests::prereq::{have_tool, kernel_net, skip};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,105 +20,40 @@ pub fn repo_root() -> PathBuf {
 /// The real `netstack` binary: beside the test's target dir, built once if missing.
 pub fn real_netstack() -> Option<PathBuf> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SHMLAB_NETSTACK") {
-            return Some(PathBuf::from(p)).filter(|p| p.is_file());
-        }
-        // target/debug/deps/this-test -> target/debug
-        let exe = std::env::current_exe().ok()?;
-        let profile_dir = exe.parent()?.parent()?.to_path_buf();
-        let bin = profile_dir.join("netstack");
-        if bin.is_file() {
-            return Some(bin);
-        }
-        let target_dir = profile_dir.parent()?.to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "netstack",
-                "--bin",
-                "netstack",
-                "--target-dir",
-            ])
-            .arg(&target_dir)
-            .current_dir(repo_root())
-            .status()
-            .ok()?;
-        (status.success() && bin.is_file()).then_some(bin)
-    })
-    .clone()
+    BIN.get_or_init(|| real_bin("SHMLAB_NETSTACK", "netstack", "netstack"))
+        .clone()
 }
 
 /// The real `virtif-bridge` binary (for Linux nodes): beside the test's target dir, built once
 /// if missing.
 pub fn real_bridge() -> Option<PathBuf> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SHMLAB_VIRTIF_BRIDGE") {
-            return Some(PathBuf::from(p)).filter(|p| p.is_file());
-        }
-        let exe = std::env::current_exe().ok()?;
-        let profile_dir = exe.parent()?.parent()?.to_path_buf();
-        let bin = profile_dir.join("virtif-bridge");
-        if bin.is_file() {
-            return Some(bin);
-        }
-        let target_dir = profile_dir.parent()?.to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "virtif",
-                "--bin",
-                "virtif-bridge",
-                "--target-dir",
-            ])
-            .arg(&target_dir)
-            .current_dir(repo_root())
-            .status()
-            .ok()?;
-        (status.success() && bin.is_file()).then_some(bin)
-    })
-    .clone()
+    BIN.get_or_init(|| real_bin("SHMLAB_VIRTIF_BRIDGE", "virtif", "virtif-bridge"))
+        .clone()
 }
 
-/// True when this test may use the host's kernel networking: we are root, `ip` exists and so
-/// does /dev/net/tun. Otherwise prints why the test is skipped, or fails when
-/// `SHMLAB_REQUIRE_ALL=1` (CI) says nothing may be skipped. (virtif's `can_run`.)
-pub fn can_run(test: &str) -> bool {
-    let why = if !rustix::process::geteuid().is_root() {
-        "needs root (network namespaces and taps)"
-    } else if Command::new("ip").arg("-V").output().is_err() {
-        "needs the `ip` command (apt-get install iproute2)"
-    } else if !Path::new("/dev/net/tun").exists() {
-        "needs /dev/net/tun"
-    } else {
-        return true;
-    };
-    if std::env::var("SHMLAB_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and SHMLAB_REQUIRE_ALL=1 forbids skipping");
+/// Binary `bin` of `package`: `$env_var` if set, else beside this test in the target dir,
+/// built with cargo there if missing.
+fn real_bin(env_var: &str, package: &str, bin: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env_var) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
-    eprintln!("skipping {test}: {why}");
-    false
-}
-
-/// True when `tool` runs (`tool --version` or `-V` starts); else skips (or fails in CI).
-pub fn have_tool(tool: &str) -> bool {
-    let runs = |arg: &str| {
-        Command::new(tool)
-            .arg(arg)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok()
-    };
-    if runs("--version") || runs("-V") {
-        return true;
+    // target/debug/deps/this-test -> target/debug
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?.to_path_buf();
+    let path = profile_dir.join(bin);
+    if path.is_file() {
+        return Some(path);
     }
-    !skip(&format!("`{tool}` is not installed"))
+    let target_dir = profile_dir.parent()?.to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", package, "--bin", bin, "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(repo_root())
+        .status()
+        .ok()?;
+    (status.success() && path.is_file()).then_some(path)
 }
 
 /// One test's private world: its own lab base dir and scratch space.
@@ -153,7 +81,7 @@ impl Env {
     /// An environment for labs with Linux nodes: real netstack and real virtif-bridge, when this
     /// test may touch the kernel (see [`can_run`]).
     pub fn linux(test: &str) -> Option<Env> {
-        if !can_run(test) {
+        if !kernel_net(test) {
             return None;
         }
         let mut env = Env::real()?;
@@ -356,4 +284,22 @@ impl Drop for Env {
             }
         }
     }
+}
+
+/// `tcpdump -n ARGS -r FILE`, which must read the file without complaint; what it printed.
+pub fn tcpdump_read(file: &Path, args: &[&str]) -> String {
+    let out = Command::new("tcpdump")
+        .arg("-n")
+        .args(args)
+        .arg("-r")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tcpdump -r {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -235,23 +235,6 @@ pub fn chain() -> Chain {
     }
 }
 
-/// True when this test may create network namespaces and taps (root and `ip`). Otherwise says
-/// why it is skipped, or fails when `SHMLAB_REQUIRE_ALL=1` (CI) forbids skipping.
-pub fn can_use_netns(test: &str) -> bool {
-    let why = if !rustix::process::geteuid().is_root() {
-        "needs root (network namespaces and taps)"
-    } else if Command::new("ip").arg("-V").output().is_err() {
-        "needs the `ip` command (apt-get install iproute2)"
-    } else {
-        return true;
-    };
-    if std::env::var("SHMLAB_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and SHMLAB_REQUIRE_ALL=1 forbids skipping");
-    }
-    eprintln!("skipping {test}: {why}");
-    false
-}
-
 /// A named network namespace `shmlab-ns-test-<pid>-<tag>`, deleted on drop. Declare it before
 /// the nodes inside it, so they are stopped first.
 pub struct Netns {

@@ -1,29 +1,10 @@
-//! Shared helpers for the kernel tests: the root check, a network namespace that is always
-//! deleted, `ip` in that namespace, and frame building/parsing with pnet_packet.
+//! Shared helpers for the kernel tests (the root check is `shmlab_tests::prereq::kernel_net`):
+//! a network namespace that is always deleted, `ip` in that namespace, and frame building and
+//! parsing with pnet_packet.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// True when this test may touch the kernel (we are root and `ip` exists). Otherwise prints
-/// why the test is skipped, or fails when `SHMLAB_REQUIRE_ALL=1` (CI) says nothing may be
-/// skipped.
-pub fn can_run(test: &str) -> bool {
-    let why = if !rustix::process::geteuid().is_root() {
-        "needs root (network namespaces and taps)"
-    } else if Command::new("ip").arg("-V").output().is_err() {
-        "needs the `ip` command (apt-get install iproute2)"
-    } else if !std::path::Path::new(virtif::TUN_DEVICE).exists() {
-        "needs /dev/net/tun"
-    } else {
-        return true;
-    };
-    if std::env::var("SHMLAB_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and SHMLAB_REQUIRE_ALL=1 forbids skipping");
-    }
-    eprintln!("skipping {test}: {why}");
-    false
-}
 
 /// A named network namespace `shmlab-virtif-test-<pid>-<n>-<tag>`, deleted on drop (also when
 /// the test fails). Drop taps opened in it before it, i.e. declare it first.
