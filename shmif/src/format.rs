@@ -97,6 +97,23 @@ pub enum RecordKind {
     Frame,
 }
 
+/// Sender ids of shmlab interfaces carry a check of their low half in their high half, so a
+/// record can be told apart from a foreign one (a NetBSD kernel's random id matches with
+/// probability 2^-32). The low half is random and gives the MAC, as on NetBSD.
+pub fn shmlab_sender(low: u32) -> u64 {
+    ((sender_check(low) as u64) << 32) | low as u64
+}
+
+/// Whether `sender` is the id of a shmlab interface (see [`shmlab_sender`]).
+pub fn is_shmlab_sender(sender: u64) -> bool {
+    (sender >> 32) as u32 == sender_check(sender as u32)
+}
+
+fn sender_check(low: u32) -> u32 {
+    // "SHML" mixed with a multiplicative hash: no fixed id (0, all ones) passes by accident.
+    low.wrapping_mul(0x9e37_79b1).rotate_left(13) ^ 0x5348_4d4c
+}
+
 /// Wall-clock timestamp as the record header stores it (32-bit seconds and microseconds).
 pub fn now_timestamp() -> (u32, u32) {
     let now = std::time::SystemTime::now()

@@ -1,14 +1,17 @@
 //! The receiving side shared by ports and passive readers: where the reader is in the ring,
-//! the batch of frames copied out and not yet handed over, and how it waits for more.
+//! the batch of frames copied out and not yet handed over, which way to read (lock-free on
+//! shmlab-mode buses, under the lock on NetBSD-mode ones or when the lock-free path cannot
+//! vouch for what it sees), and how to wait for more.
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use crate::bus::Bus;
-use crate::port::{has_news, Received};
+use crate::format::RecordHeader;
+use crate::port::{count_break, repair_if_needed, Received};
 use crate::ring::Ring;
-use crate::scan::{self, Cursor, SeqCursor, Staging};
-use crate::sync;
+use crate::scan::{self, Counters, Cursor, Foreign, Live, Staging, Unlocked, Verdict};
+use crate::sync::{self, Acquired};
 
 /// A reader that got a frame within `BUSY` polls for up to `SPIN` before sleeping: while traffic
 /// flows this saves the writer a FUTEX_WAKE and the reader a sleep per frame.
@@ -21,29 +24,126 @@ const MAX_SLEEP: Duration = Duration::from_millis(100);
 const REFILLS: usize = 8;
 
 pub(crate) struct Inbox {
-    /// Place for locked reads and validated snapshots (NetBSD-compatible buses).
     pub cursor: Cursor,
-    /// Place for lock-free reads by record number (shmlab-only buses).
-    pub seq: SeqCursor,
     pub staging: Staging,
+    /// inotify watch on the bus path, made when the bus is first seen in NetBSD mode.
     waker: Option<OwnedFd>,
     last_frame_at: Instant,
 }
 
 impl Inbox {
-    pub(crate) fn new(bus: &Bus) -> Inbox {
-        let waker = if bus.netbsd_compat {
-            crate::wake::inotify_watch(bus.path())
-        } else {
-            None
-        };
+    pub(crate) fn new(_bus: &Bus) -> Inbox {
         Inbox {
             cursor: Cursor::default(),
-            seq: SeqCursor::default(),
             staging: Staging::new(),
-            waker,
+            waker: None,
             last_frame_at: Instant::now() - BUSY,
         }
+    }
+
+    /// Places the cursor just after the newest record (under the lock).
+    pub(crate) fn start_at_newest(&mut self, bus: &Bus, counters: &Counters) {
+        self.place(bus, counters, Cursor::at_end);
+    }
+
+    /// Places the cursor at the oldest record still in the ring (under the lock).
+    pub(crate) fn rewind_to_oldest(&mut self, bus: &Bus, counters: &Counters) {
+        self.staging.clear();
+        self.place(bus, counters, Cursor::at_first);
+    }
+
+    fn place(
+        &mut self,
+        bus: &Bus,
+        counters: &Counters,
+        at: fn(&Ring<'_>, &crate::ring::HeaderSnapshot, crate::ring::Span) -> Cursor,
+    ) {
+        let Ok(guard) = bus.lock() else {
+            return;
+        };
+        let ring = Ring::new(&bus.mem);
+        let snap = repair_if_needed(&ring, guard.how, counters);
+        if let Some(Acquired::Broken(reason)) = bus
+            .attach_recovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            count_break(counters, reason);
+        }
+        if let Ok(span) = ring.span(&snap) {
+            self.cursor = at(&ring, &snap, span);
+        }
+    }
+
+    /// Copies the next batch of records into staging and accounts for them. False if there
+    /// was nothing new.
+    pub(crate) fn refill(
+        &mut self,
+        bus: &Bus,
+        counters: &Counters,
+        verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
+    ) -> bool {
+        if !bus.netbsd_mode() {
+            let ring = Ring::new(&bus.mem);
+            if !bus.still_mapped_soon() {
+                return false;
+            }
+            match scan::refill_unlocked(
+                &ring,
+                &mut self.cursor,
+                &mut self.staging,
+                verdict,
+                counters,
+            ) {
+                Unlocked::Done(found) => return found,
+                Unlocked::NeedLock => {}
+            }
+        }
+        let Ok(guard) = bus.lock() else {
+            return false;
+        };
+        let ring = Ring::new(&bus.mem);
+        let snap = repair_if_needed(&ring, guard.how, counters);
+        let Ok(span) = ring.span(&snap) else {
+            return false;
+        };
+        let foreign = if bus.netbsd_mode() {
+            Foreign::Deliver
+        } else if bus.can_be_netbsd() {
+            Foreign::Detected
+        } else {
+            Foreign::Skip
+        };
+        let live = Live {
+            ring: &ring,
+            snap: &snap,
+            span,
+        };
+        let mut got = scan::refill_locked(
+            &live,
+            &mut self.cursor,
+            &mut self.staging,
+            verdict,
+            foreign,
+            counters,
+        );
+        if got.foreign_seen {
+            // A NetBSD kernel writes on this 1 MiB bus: from now on it is a NetBSD bus, for
+            // every attacher. Switched under the lock, so every writer after us sees it.
+            sync::set_netbsd_mode(&bus.mem);
+            let more = scan::refill_locked(
+                &live,
+                &mut self.cursor,
+                &mut self.staging,
+                verdict,
+                Foreign::Deliver,
+                counters,
+            );
+            got.moved |= more.moved;
+        }
+        drop(guard);
+        got.moved
     }
 
     /// The next staged frame, refilling the staging area with `refill` (which returns whether
@@ -79,7 +179,7 @@ impl Inbox {
                 return Some(got);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || !bus.still_mapped() {
                 return None;
             }
             self.wait(bus, left);
@@ -87,23 +187,27 @@ impl Inbox {
     }
 
     /// Sleeps until a writer may have published something or `left` passes.
-    fn wait(&self, bus: &Bus, left: Duration) {
-        let (pos, seq) = (self.cursor.pos, &self.seq);
-        let news = || {
-            if bus.netbsd_compat {
-                has_news(bus, pos)
-            } else {
-                seq.has_news(&Ring::new(&bus.mem))
-            }
-        };
+    fn wait(&mut self, bus: &Bus, left: Duration) {
+        let cursor = &self.cursor;
+        let news = || cursor.has_news(&bus.mem);
         if self.last_frame_at.elapsed() < BUSY && scan::spin_for_news(&news, SPIN) {
             return;
         }
-        match &self.waker {
-            Some(fd) => crate::wake::inotify_wait(fd, left),
-            None => {
-                sync::wait_for_data(&bus.mem, left.min(MAX_SLEEP), news);
+        let left = left.min(MAX_SLEEP);
+        if bus.netbsd_mode() {
+            // NetBSD writers wake nobody's futex: they write the file, which inotify reports.
+            if self.waker.is_none() {
+                self.waker = crate::wake::inotify_watch(bus.path());
             }
+            if !news() {
+                match &self.waker {
+                    Some(fd) => crate::wake::inotify_wait(fd, left),
+                    // No inotify: poll as NetBSD does on hosts without a file watch.
+                    None => std::thread::sleep(left.min(Duration::from_millis(10))),
+                }
+            }
+        } else {
+            sync::wait_for_data(&bus.mem, left, news);
         }
     }
 }

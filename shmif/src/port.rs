@@ -1,25 +1,29 @@
 //! Ports: one per attached interface. A port writes frames under the bus lock and reads the
 //! frames of every other sender, filtered on destination MAC unless promiscuous.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bus::Bus;
-use crate::format::{now_timestamp, RecordHeader, MAX_FRAME, MIN_FRAME, OFF_VERSION, VERSION};
+use crate::format::{now_timestamp, shmlab_sender, RecordHeader, MAX_FRAME, MIN_FRAME};
 use crate::inbox::Inbox;
 use crate::ring::{Corrupt, HeaderSnapshot, Ring};
-use crate::scan::{self, Counters, Stats, Verdict};
-use crate::sync::{self, Acquired};
+use crate::scan::{self, Counters, NumberHint, Stats, Verdict};
+use crate::sync::{Acquired, BreakReason};
 
-/// A frame length the bus cannot carry.
+/// Why a frame could not be sent.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
     #[error("frame of {len} bytes is shorter than an Ethernet header ({MIN_FRAME} bytes)")]
     Runt { len: usize },
     #[error("frame of {len} bytes exceeds the bus maximum of {MAX_FRAME} bytes")]
     Oversize { len: usize },
+    /// The bus file shrank under our mapping ([`crate::BusError::Truncated`]); nothing more can
+    /// be sent on it.
+    #[error("{}: bus file truncated (by a NetBSD kernel attaching to a bus that is not 1 MiB?); nothing more can be sent on it", path.display())]
+    Truncated { path: PathBuf },
 }
-
 /// A frame handed out by [`Port::recv`] or [`crate::Reader::recv`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Received {
@@ -54,17 +58,18 @@ pub struct Port {
     promiscuous: bool,
 }
 
-/// Random `b2:a0:..` MAC and sender id, as NetBSD derives them from one random 64-bit value.
+/// Random `b2:a0:..` MAC and sender id, as NetBSD derives them from one random value; the
+/// sender id's high half marks the records as numbered by shmlab (`format::shmlab_sender`).
 fn identity() -> (u64, [u8; 6]) {
-    let id = getrandom::u64().unwrap_or_else(|_| {
+    let low = getrandom::u32().unwrap_or_else(|_| {
         // No entropy source at all: fall back to something unique per process and instant.
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32)
+        (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
     });
-    let r = id.to_ne_bytes();
-    (id, [0xb2, 0xa0, r[0], r[1], r[2], r[3]])
+    let r = low.to_le_bytes();
+    (shmlab_sender(low), [0xb2, 0xa0, r[0], r[1], r[2], r[3]])
 }
 
 impl Port {
@@ -89,20 +94,7 @@ impl Port {
 
     fn start_at_newest(&mut self) {
         let shared = &self.tx.shared;
-        if !shared.bus.netbsd_compat {
-            self.inbox.seq = scan::SeqCursor::at_newest(&Ring::new(&shared.bus.mem));
-            return;
-        }
-        let mem = &shared.bus.mem;
-        let acquired = sync::lock(mem);
-        let ring = Ring::new(mem);
-        let snap = repair_if_needed(&ring, acquired, &shared.counters);
-        // repair_if_needed returns a header whose span is valid.
-        if let Ok(span) = ring.span(&snap) {
-            self.inbox.cursor.pos = span.end;
-        }
-        self.inbox.cursor.last_seq = Some(ring.read_header(snap.last).seq);
-        sync::unlock(mem, false);
+        self.inbox.start_at_newest(&shared.bus, &shared.counters);
     }
 
     pub fn mac(&self) -> [u8; 6] {
@@ -159,9 +151,11 @@ impl Port {
     /// process inside the critical section.
     #[cfg(feature = "test-hooks")]
     pub fn hang_holding_lock(&self, frame: &[u8]) -> ! {
-        let mem = &self.tx.shared.bus.mem;
-        let _ = sync::lock(mem);
-        let ring = Ring::new(mem);
+        let bus = &self.tx.shared.bus;
+        let guard = bus.lock().expect("bus truncated");
+        // Never released: the point is to die holding it.
+        std::mem::forget(guard);
+        let ring = Ring::new(&bus.mem);
         let mut snap = ring.snapshot();
         let prev = ring.read_header(snap.last);
         let start = ring.advance(
@@ -197,51 +191,7 @@ fn refill(shared: &PortShared, promiscuous: bool, inbox: &mut Inbox) -> bool {
             Verdict::Filtered
         }
     };
-    if shared.bus.netbsd_compat {
-        return refill_locked(shared, inbox, &verdict);
-    }
-    let ring = Ring::new(&shared.bus.mem);
-    scan::scan_unlocked(
-        &ring,
-        &mut inbox.seq,
-        &mut inbox.staging,
-        &verdict,
-        &shared.counters,
-    )
-}
-
-/// NetBSD peers do not number their records, so on a shared bus a port reads like NetBSD:
-/// under the lock, keeping its place by offset and generation.
-fn refill_locked(
-    shared: &PortShared,
-    inbox: &mut Inbox,
-    verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
-) -> bool {
-    let mem = &shared.bus.mem;
-    let counters = &shared.counters;
-    let acquired = sync::lock(mem);
-    let ring = Ring::new(mem);
-    let snap = repair_if_needed(&ring, acquired, counters);
-    let Ok(span) = ring.span(&snap) else {
-        sync::unlock(mem, false);
-        return false;
-    };
-    let cursor = &mut inbox.cursor;
-    if cursor.pos < span.first || cursor.pos > span.end {
-        cursor.resync(span.first, counters);
-    }
-    let (pos, bad) = scan::scan(&ring, span, cursor.pos, &mut inbox.staging, verdict);
-    cursor.pos = pos;
-    if bad.is_some() {
-        // A record nobody can walk past (oversize length, or one that overruns the newest
-        // record): count it and continue after the newest record.
-        Counters::add(&counters.corrupt, 1);
-        cursor.jumped_from.get_or_insert(pos);
-        cursor.pos = span.end;
-    }
-    sync::unlock(mem, false);
-    inbox.staging.account(cursor, counters);
-    !inbox.staging.records.is_empty() || bad.is_some()
+    inbox.refill(&shared.bus, &shared.counters, &verdict)
 }
 
 impl PortSender {
@@ -270,26 +220,44 @@ impl PortSender {
         let bus = &self.shared.bus;
         let mem = &bus.mem;
         let counters = &self.shared.counters;
-        let acquired = sync::lock(mem);
+        let truncated = || SendError::Truncated {
+            path: bus.path().to_path_buf(),
+        };
+        let mut guard = bus.lock().map_err(|_| truncated())?;
         let ring = Ring::new(mem);
-        let mut snap = repair_if_needed(&ring, acquired, counters);
+        let mut snap = repair_if_needed(&ring, guard.how, counters);
+        let mut hint = bus.number_hint.lock().unwrap_or_else(|e| e.into_inner());
+        let mut number = starting_number(&ring, &snap, *hint);
         let mut bytes = 0u64;
-        let stamp = (self.shared.sender_id, sec, usec);
         let mut next = None;
         for frame in frames {
+            let stamp = Stamp {
+                sender: self.shared.sender_id,
+                sec,
+                usec,
+                number,
+            };
             if let Err(Corrupt(_)) = write_record(&ring, &mut snap, &mut next, frame, stamp) {
                 // The ring changed under us in a way no writer leaves it (a foreign process
                 // scribbled on it): re-format and write the frame into the fresh ring.
-                reset_ring(&ring, &mut snap, counters);
+                reset_ring(&ring, &mut snap, number.wrapping_sub(1), counters);
                 next = None;
                 let _ = write_record(&ring, &mut snap, &mut next, frame, stamp);
             }
+            number = number.wrapping_add(1);
             bytes += frame.len() as u64;
         }
-        sync::unlock(mem, true);
-        if bus.netbsd_compat {
-            // NetBSD's dowakeup(): a real write so kqueue/inotify watchers fire.
-            let _ = rustix::io::pwrite(&bus.file, &VERSION.to_ne_bytes(), OFF_VERSION as u64);
+        *hint = ring.span(&snap).ok().map(|span| NumberHint {
+            pos: span.end,
+            next: number,
+        });
+        drop(hint);
+        // Read under the lock: a reader switches the bus to NetBSD mode only while holding it.
+        let netbsd = bus.netbsd_mode();
+        guard.publish();
+        drop(guard);
+        if netbsd {
+            bus.wake_netbsd();
         }
         Counters::add(&counters.sent, frames.len() as u64);
         Counters::add(&counters.sent_bytes, bytes);
@@ -307,9 +275,28 @@ fn check_frame(f: &[u8]) -> Result<(), SendError> {
     }
 }
 
-/// Where the next record goes and its number; carried through a batch so the writer does not
-/// re-read the header it has just written.
-type NextRecord = Option<(u32, u32)>;
+/// The number of the first record of a batch. Under the lock.
+fn starting_number(ring: &Ring<'_>, snap: &HeaderSnapshot, hint: Option<NumberHint>) -> u32 {
+    match ring.span(snap) {
+        // No shmlab-numbered record left to count from (only NetBSD frames in the ring): any
+        // start will do, readers re-anchor on it.
+        Ok(span) => scan::next_number(ring, snap, span, hint).unwrap_or(1),
+        Err(_) => 1,
+    }
+}
+
+/// What a record header says besides its length.
+#[derive(Clone, Copy)]
+struct Stamp {
+    sender: u64,
+    sec: u32,
+    usec: u32,
+    number: u32,
+}
+
+/// Where the next record goes; carried through a batch so the writer does not re-read the
+/// header it has just written.
+type NextRecord = Option<u32>;
 
 /// Appends one record after the newest and publishes it. Under the lock.
 fn write_record(
@@ -317,22 +304,18 @@ fn write_record(
     snap: &mut HeaderSnapshot,
     next: &mut NextRecord,
     frame: &[u8],
-    stamp: (u64, u32, u32),
+    stamp: Stamp,
 ) -> Result<(), Corrupt> {
-    let (sender, sec, usec) = stamp;
-    let (start, seq) = match *next {
+    let start = match *next {
         Some(n) => n,
-        None => {
-            let prev = ring.read_header(snap.last);
-            (ring.next_record(snap.last)?, prev.seq.wrapping_add(1))
-        }
+        None => ring.next_record(snap.last)?,
     };
     let header = RecordHeader {
         len: frame.len() as u32,
-        sec,
-        usec,
-        seq,
-        sender,
+        sec: stamp.sec,
+        usec: stamp.usec,
+        seq: stamp.number,
+        sender: stamp.sender,
     };
     let mut wrapped = false;
     let off = ring.write(snap, start, &header.encode(), &mut wrapped)?;
@@ -343,23 +326,28 @@ fn write_record(
         snap.gen = snap.gen.wrapping_add(1);
     }
     ring.store(snap);
-    *next = Some((end, seq.wrapping_add(1)));
+    *next = Some(end);
     Ok(())
 }
 
-fn reset_ring(ring: &Ring<'_>, snap: &mut HeaderSnapshot, counters: &Counters) {
-    let last_seq = if snap.last < ring.size() {
-        ring.read_header(snap.last).seq
-    } else {
-        0
-    };
-    ring.reset(snap, last_seq);
+fn reset_ring(ring: &Ring<'_>, snap: &mut HeaderSnapshot, last_number: u32, counters: &Counters) {
+    ring.reset(snap, last_number);
     Counters::add(&counters.ring_resets, 1);
     Counters::add(&counters.corrupt, 1);
 }
 
-/// Under the lock: the header, after a full check and repair if the previous holder died or the
-/// cheap check fails.
+pub(crate) fn count_break(counters: &Counters, reason: BreakReason) {
+    let counter = match reason {
+        BreakReason::Dead => &counters.lock_broken_dead,
+        BreakReason::Zombie => &counters.lock_broken_zombie,
+        BreakReason::Silent => &counters.lock_broken_silent,
+        BreakReason::Stuck => &counters.lock_broken_stuck,
+    };
+    Counters::add(counter, 1);
+}
+
+/// Under the lock: the header, after a full check and repair if the previous holder was given
+/// up on or the cheap check fails.
 pub(crate) fn repair_if_needed(
     ring: &Ring<'_>,
     acquired: Acquired,
@@ -367,24 +355,18 @@ pub(crate) fn repair_if_needed(
 ) -> HeaderSnapshot {
     let mut snap = ring.snapshot();
     let sound = match acquired {
-        Acquired::FromDeadHolder => {
-            Counters::add(&counters.lock_recoveries, 1);
+        Acquired::Broken(reason) => {
+            count_break(counters, reason);
             ring.validate(&snap).is_ok()
         }
         Acquired::Normally => ring.span(&snap).is_ok(),
     };
     if !sound {
-        reset_ring(ring, &mut snap, counters);
+        let last_number = match ring.span(&snap) {
+            Ok(span) => scan::next_number(ring, &snap, span, None).map(|n| n.wrapping_sub(1)),
+            Err(_) => None,
+        };
+        reset_ring(ring, &mut snap, last_number.unwrap_or(0), counters);
     }
     snap
-}
-
-/// Whether anything was published past `pos` (a hint for sleepers; the real check is locked).
-pub(crate) fn has_news(bus: &Bus, pos: u64) -> bool {
-    let ring = Ring::new(&bus.mem);
-    let snap = ring.snapshot();
-    match ring.span(&snap) {
-        Ok(span) => span.end != pos,
-        Err(_) => true,
-    }
 }

@@ -8,10 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::format::{
-    RecordHeader, RecordKind, LOCK_FREE, MAX_FRAME, OFF_FIRST, OFF_LAST, OFF_LOCK, OFF_SPARE,
-    RECORD_HEADER_SIZE,
-};
+use crate::format::{RecordHeader, RecordKind, MAX_FRAME, OFF_FIRST, OFF_LAST, RECORD_HEADER_SIZE};
 use crate::memory::BusMemory;
 
 /// A header field or record that cannot be right; the ring must not be walked past it.
@@ -51,8 +48,7 @@ impl<'a> Ring<'a> {
         self.size
     }
 
-    /// Reads the three ring fields. Consistent only under the bus lock (or see
-    /// [`Ring::consistent_snapshot`]).
+    /// Reads the three ring fields. Consistent only under the bus lock.
     pub(crate) fn snapshot(&self) -> HeaderSnapshot {
         HeaderSnapshot {
             gen: self.mem.gen_word().load(Ordering::Acquire),
@@ -61,31 +57,12 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// A snapshot taken while no writer was inside the lock, for readers that never lock.
-    /// Returns `None` if none could be had before `tries` ran out (a writer stuck in the lock).
-    pub(crate) fn consistent_snapshot(&self, tries: u32) -> Option<HeaderSnapshot> {
-        let lock = self.mem.word(OFF_LOCK);
-        let spare = self.mem.word(OFF_SPARE);
-        for attempt in 0..tries {
-            let lock_before = lock.load(Ordering::Acquire);
-            let spare_before = spare.load(Ordering::Acquire);
-            if lock_before == LOCK_FREE {
-                let snap = self.snapshot();
-                std::sync::atomic::fence(Ordering::Acquire);
-                if lock.load(Ordering::Acquire) == LOCK_FREE
-                    && spare.load(Ordering::Acquire) == spare_before
-                    && self.snapshot() == snap
-                {
-                    return Some(snap);
-                }
-            }
-            if attempt < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        None
+    /// Whether the bus header was initialised (a zero magic means nobody has yet).
+    pub(crate) fn magic_set(&self) -> bool {
+        self.mem
+            .word(crate::format::OFF_MAGIC)
+            .load(Ordering::Acquire)
+            != 0
     }
 
     /// `last` alone, for lock-free readers that navigate by record numbers.

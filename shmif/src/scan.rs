@@ -1,12 +1,32 @@
-//! Reading records out of the ring, shared by ports (under the lock) and passive readers
-//! (lock-free, validated afterwards). A scan copies a batch of records into private staging
-//! memory; accounting then turns the batch into delivered frames and counters.
+//! Reading records out of the ring, shared by ports and passive readers, and numbering them.
+//!
+//! **Numbers.** shmlab writers store a bus-wide record number in NetBSD's padding word: one
+//! more than the number of the record before. Records of other writers (NetBSD kernels, which
+//! leave garbage there) are given the number they would have had, so numbers keep counting
+//! every record, whoever wrote it, and a lapped reader can count exactly what it lost. Whether a
+//! record was numbered by a shmlab writer is told by its sender id ([`is_shmlab_sender`]); a
+//! number is believed only from such a record, met at a position known to be a record boundary
+//! of the live ring.
+//!
+//! **Positions.** A reader keeps the absolute position (`gen * ring size + offset`) of the next
+//! record; it only ever moves forward, which is what makes delivery at most once. It is valid
+//! while it lies in the live span `[first, end of newest]` of the current generation
+//! (NetBSD's `stillvalid_p`).
+//!
+//! **Two ways to read.** Under the lock ([`refill_locked`]) everything is authoritative: the
+//! position is checked against the span, records are walked by length, foreign records are
+//! numbered, NetBSD frames are delivered on NetBSD-mode buses and skipped (counted `foreign`)
+//! elsewhere. Without the lock ([`refill_unlocked`], shmlab-mode buses only) a reader follows
+//! the numbers: each record must carry the one expected, and after copying, records older than
+//! the oldest intact one are discarded (writers move `first` past a record before storing over
+//! it). Anything the lock-free path cannot vouch for sends the reader to the locked path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::format::{RecordHeader, RecordKind, RECORD_HEADER_SIZE};
+use crate::format::{is_shmlab_sender, RecordHeader, RecordKind, RECORD_HEADER_SIZE};
+use crate::memory::BusMemory;
 use crate::port::Received;
-use crate::ring::{Ring, Span};
+use crate::ring::{HeaderSnapshot, Ring, Span};
 
 /// Counters of one port or reader. Shared with [`crate::PortSender`] handles, hence atomics.
 #[derive(Debug, Default)]
@@ -17,13 +37,22 @@ pub(crate) struct Counters {
     pub received_bytes: AtomicU64,
     pub filtered: AtomicU64,
     pub lost: AtomicU64,
+    pub foreign: AtomicU64,
     pub corrupt: AtomicU64,
     pub resyncs: AtomicU64,
-    pub lock_recoveries: AtomicU64,
+    pub uncounted_resyncs: AtomicU64,
+    pub lock_broken_dead: AtomicU64,
+    pub lock_broken_zombie: AtomicU64,
+    pub lock_broken_silent: AtomicU64,
+    pub lock_broken_stuck: AtomicU64,
     pub ring_resets: AtomicU64,
 }
 
 /// A point-in-time copy of a port's or reader's counters.
+///
+/// For every record written on the bus after a reader attached, exactly one of `received`,
+/// `filtered`, `lost`, `foreign`, `corrupt` counts it (or it was the reader's own), except
+/// across an `uncounted_resync`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Frames written to the bus.
@@ -34,14 +63,28 @@ pub struct Stats {
     pub received_bytes: u64,
     /// Frames skipped by the destination-MAC filter.
     pub filtered: u64,
-    /// Frames overwritten by writers before this reader got to them (it was lapped).
+    /// Records overwritten by writers before this reader got to them (it was lapped).
     pub lost: u64,
-    /// Runt, oversize and torn records skipped.
+    /// Records of writers that are not shmlab's on a bus that is not in NetBSD mode: counted
+    /// and skipped, never delivered.
+    pub foreign: u64,
+    /// Runt, oversize and unwalkable records skipped.
     pub corrupt: u64,
     /// Times this reader was lapped and restarted at the oldest record.
     pub resyncs: u64,
-    /// Times this port took over the lock of a holder that died.
+    /// Resyncs across which the loss could not be counted (only records of NetBSD writers,
+    /// which carry no numbers, were left to count from).
+    pub uncounted_resyncs: u64,
+    /// Times this port took a held lock over, all reasons.
     pub lock_recoveries: u64,
+    /// ... because the recorded holder no longer existed.
+    pub lock_broken_dead: u64,
+    /// ... because the recorded holder was a zombie.
+    pub lock_broken_zombie: u64,
+    /// ... because no holder was recorded and nothing moved for a second.
+    pub lock_broken_silent: u64,
+    /// ... because the recorded holder was alive (a reused pid) but nothing moved for a second.
+    pub lock_broken_stuck: u64,
     /// Times this port found the ring corrupt and re-formatted it.
     pub ring_resets: u64,
 }
@@ -53,6 +96,12 @@ impl Counters {
 
     pub(crate) fn stats(&self) -> Stats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let broken = [
+            g(&self.lock_broken_dead),
+            g(&self.lock_broken_zombie),
+            g(&self.lock_broken_silent),
+            g(&self.lock_broken_stuck),
+        ];
         Stats {
             sent: g(&self.sent),
             sent_bytes: g(&self.sent_bytes),
@@ -60,9 +109,15 @@ impl Counters {
             received_bytes: g(&self.received_bytes),
             filtered: g(&self.filtered),
             lost: g(&self.lost),
+            foreign: g(&self.foreign),
             corrupt: g(&self.corrupt),
             resyncs: g(&self.resyncs),
-            lock_recoveries: g(&self.lock_recoveries),
+            uncounted_resyncs: g(&self.uncounted_resyncs),
+            lock_recoveries: broken.iter().sum(),
+            lock_broken_dead: broken[0],
+            lock_broken_zombie: broken[1],
+            lock_broken_silent: broken[2],
+            lock_broken_stuck: broken[3],
             ring_resets: g(&self.ring_resets),
         }
     }
@@ -84,11 +139,13 @@ pub(crate) enum Item {
     Filtered,
     Placeholder,
     Runt,
+    Foreign,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Staged {
-    pub pos: u64,
+    /// The record's number (see the module comment), if known.
+    pub number: Option<u32>,
     pub header: RecordHeader,
     pub item: Item,
 }
@@ -123,6 +180,10 @@ impl Staging {
         self.next = 0;
     }
 
+    fn full(&self) -> bool {
+        self.used >= STAGING_BYTES || self.records.len() >= STAGING_RECORDS
+    }
+
     /// Hands out the next staged frame (already accounted for), copying it into `buf`.
     pub(crate) fn deliver(&mut self, buf: &mut [u8]) -> Option<Received> {
         while let Some(rec) = self.records.get(self.next) {
@@ -141,24 +202,16 @@ impl Staging {
         }
         None
     }
-
-    /// Accounts for every staged record in ring order, updating the shared counters once.
-    pub(crate) fn account(&self, cursor: &mut Cursor, counters: &Counters) {
-        let mut tally = Tally::default();
-        for rec in &self.records {
-            cursor.account(rec, &mut tally);
-        }
-        tally.flush(counters);
-    }
 }
 
 /// Counter increments of one batch, added to the shared atomics in one go.
 #[derive(Default)]
-pub(crate) struct Tally {
+struct Tally {
     received: u64,
     received_bytes: u64,
     filtered: u64,
     lost: u64,
+    foreign: u64,
     corrupt: u64,
 }
 
@@ -171,6 +224,7 @@ impl Tally {
             }
             Item::Runt => self.corrupt += 1,
             Item::Filtered => self.filtered += 1,
+            Item::Foreign => self.foreign += 1,
             Item::Own | Item::Placeholder => {}
         }
     }
@@ -181,6 +235,7 @@ impl Tally {
             (self.received_bytes, &c.received_bytes),
             (self.filtered, &c.filtered),
             (self.lost, &c.lost),
+            (self.foreign, &c.foreign),
             (self.corrupt, &c.corrupt),
         ] {
             if n > 0 {
@@ -190,308 +245,352 @@ impl Tally {
     }
 }
 
-/// Why a scan stopped before the end of the live data.
-#[derive(Clone, Debug)]
-pub(crate) struct BadRecord {
-    pub pos: u64,
+/// Whether a shmlab writer set this record's number (a placeholder carries one too).
+pub(crate) fn writer_numbered(h: &RecordHeader) -> bool {
+    h.len == 0 || is_shmlab_sender(h.sender)
 }
 
-/// Reads records from `pos` towards `span.end` into `staging`. Returns where the scan stopped
-/// and, if it met a record that cannot be walked past, where that record is.
-pub(crate) fn scan(
-    ring: &Ring<'_>,
-    span: Span,
-    mut pos: u64,
-    staging: &mut Staging,
-    verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
-) -> (u64, Option<BadRecord>) {
-    let size = ring.size() as u64;
-    while pos < span.end && staging.used < STAGING_BYTES && staging.records.len() < STAGING_RECORDS
-    {
-        let off = (pos % size) as u32;
-        let header = ring.read_header(off);
-        let end = pos + RECORD_HEADER_SIZE as u64 + header.len as u64;
-        let kind = RecordHeader::classify_len(header.len);
-        if kind == RecordKind::Oversize || end > span.end {
-            return (pos, Some(BadRecord { pos }));
-        }
-        let body_off = ring.advance(off, RECORD_HEADER_SIZE as u32);
-        let item = stage_record(ring, &header, kind, body_off, staging, verdict);
-        staging.records.push(Staged { pos, header, item });
-        pos = end;
+/// The number of a record met at a record boundary, given the number expected there.
+fn number_of(h: &RecordHeader, expected: Option<u32>) -> Option<u32> {
+    if writer_numbered(h) {
+        Some(h.seq)
+    } else {
+        expected
     }
-    (pos, None)
 }
 
-/// A reader's place in the ring and what it knows about record numbering.
-#[derive(Debug, Default)]
-pub(crate) struct Cursor {
-    /// Absolute position of the next record to read.
+/// Whether record number `a` comes before `b` (numbers wrap).
+fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// Follows records from `pos` (a record boundary where `next` is the number expected) to `end`
+/// and returns the number expected at `end`. Under the lock.
+pub(crate) fn follow(
+    ring: &Ring<'_>,
+    mut pos: u64,
+    mut next: Option<u32>,
+    end: u64,
+) -> Option<u32> {
+    let size = ring.size() as u64;
+    while pos < end {
+        let h = ring.read_header((pos % size) as u32);
+        if RecordHeader::classify_len(h.len) == RecordKind::Oversize {
+            return None;
+        }
+        next = number_of(&h, next).map(|n| n.wrapping_add(1));
+        pos += (RECORD_HEADER_SIZE as u32 + h.len) as u64;
+    }
+    next
+}
+
+/// The number of the record at `span.first`, derived from the first record after it that a
+/// shmlab writer numbered. Under the lock.
+fn number_at_first(ring: &Ring<'_>, span: Span) -> Option<u32> {
+    let size = ring.size() as u64;
+    let (mut pos, mut k) = (span.first, 0u32);
+    while pos < span.end {
+        let h = ring.read_header((pos % size) as u32);
+        if RecordHeader::classify_len(h.len) == RecordKind::Oversize {
+            return None;
+        }
+        if writer_numbered(&h) {
+            return Some(h.seq.wrapping_sub(k));
+        }
+        k += 1;
+        pos += (RECORD_HEADER_SIZE as u32 + h.len) as u64;
+    }
+    None
+}
+
+/// Where a writer's next record goes and its number, remembered between batches so that a
+/// writer following foreign records does not walk the ring from `first` each time.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NumberHint {
     pub pos: u64,
-    /// Sequence number of the last record seen, if it came from an unbroken run.
-    pub last_seq: Option<u32>,
-    /// The next record is not the successor of `last_seq`: it follows a jump.
-    pub jumped_from: Option<u64>,
+    pub next: u32,
+}
+
+/// The number the record after the newest gets. Under the lock, with a valid span.
+pub(crate) fn next_number(
+    ring: &Ring<'_>,
+    snap: &HeaderSnapshot,
+    span: Span,
+    hint: Option<NumberHint>,
+) -> Option<u32> {
+    let newest = ring.read_header(snap.last);
+    if writer_numbered(&newest) {
+        return Some(newest.seq.wrapping_add(1));
+    }
+    if let Some(h) = hint.filter(|h| h.pos >= span.first && h.pos <= span.end) {
+        return follow(ring, h.pos, Some(h.next), span.end);
+    }
+    follow(ring, span.first, None, span.end)
+}
+
+/// A reader's place in the ring.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cursor {
+    /// Absolute position of the next record.
+    pub pos: u64,
+    /// The number the record at `pos` should carry, if known.
+    pub next: Option<u32>,
+    /// `last` and `gen` as the last refill saw them, and whether it read everything up to the
+    /// newest record: a sleeper's cheap "anything new?".
+    pub seen: (u32, u64),
+    pub caught_up: bool,
 }
 
 impl Cursor {
-    /// Moves to the oldest record after being lapped.
-    pub(crate) fn resync(&mut self, span_first: u64, counters: &Counters) {
-        Counters::add(&counters.resyncs, 1);
-        self.jumped_from.get_or_insert(self.pos);
-        self.pos = span_first;
+    /// Just after the newest record, as a freshly attached port starts (no stale frame, unlike
+    /// NetBSD). Under the lock.
+    pub(crate) fn at_end(ring: &Ring<'_>, snap: &HeaderSnapshot, span: Span) -> Cursor {
+        Cursor {
+            pos: span.end,
+            next: next_number(ring, snap, span, None),
+            seen: (snap.last, snap.gen),
+            caught_up: true,
+        }
     }
 
-    /// Accounts for one record in ring order.
-    /// Losses are counted from the gap in sequence numbers after a jump, when the gap is
-    /// plausible for the bytes skipped (NetBSD writers leave garbage where our numbers live).
-    fn account(&mut self, rec: &Staged, tally: &mut Tally) {
-        let seq = rec.header.seq;
-        if let (Some(from), Some(prev)) = (self.jumped_from.take(), self.last_seq) {
-            let gap = seq.wrapping_sub(prev) as u64;
-            // A placeholder repeats the number of the last frame; a frame follows it.
-            let missing = match rec.item {
-                Item::Placeholder => gap,
-                _ => gap.saturating_sub(1),
-            };
-            let max_plausible = rec.pos.saturating_sub(from) / RECORD_HEADER_SIZE as u64 + 1;
-            if missing <= max_plausible {
-                tally.lost += missing;
-            }
+    /// At the oldest record still in the ring. Under the lock.
+    pub(crate) fn at_first(ring: &Ring<'_>, snap: &HeaderSnapshot, span: Span) -> Cursor {
+        Cursor {
+            pos: span.first,
+            next: number_at_first(ring, span),
+            seen: (snap.last, snap.gen),
+            caught_up: span.first == span.end,
         }
-        self.last_seq = Some(seq);
-        tally.record(&rec.item);
+    }
+
+    /// Whether a writer may have published something this cursor has not read (a hint for
+    /// sleepers; the real check is the refill).
+    pub(crate) fn has_news(&self, mem: &BusMemory) -> bool {
+        let snap = Ring::new(mem).snapshot();
+        !self.caught_up || (snap.last, snap.gen) != self.seen
     }
 }
 
-/// Polls for a newly published record for up to `window` before a reader goes to sleep: while
-/// traffic flows this saves the writer a FUTEX_WAKE and the reader a sleep per frame.
-pub(crate) fn spin_for_news(news: &dyn Fn() -> bool, window: std::time::Duration) -> bool {
-    let start = std::time::Instant::now();
-    loop {
-        if news() {
-            return true;
-        }
-        if start.elapsed() >= window {
-            return false;
-        }
-        // Yield rather than spin: on a small machine the thread that will answer (a node's
-        // stack thread, the writer) often needs this very CPU.
-        std::thread::yield_now();
-    }
+/// How a bus wants foreign (not shmlab-numbered) frame records treated by a locked refill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Foreign {
+    /// NetBSD mode: they are a NetBSD kernel's frames.
+    Deliver,
+    /// The first one seen on a 1 MiB bus: the caller puts the bus into NetBSD mode.
+    Detected,
+    /// A bus no NetBSD kernel can share: count and skip.
+    Skip,
 }
 
-/// A lock-free reader's place, by record number: shmlab writers number records consecutively,
-/// so "is the record at my offset the one I expect?" tells whether a writer lapped this reader,
-/// without the generation counter and without waiting for the lock.
-#[derive(Debug, Default)]
-pub(crate) struct SeqCursor {
-    /// Ring offset of the next record to read.
-    pub off: u32,
-    /// Number of the last record read (a placeholder repeats the number before it).
-    pub last_seq: u32,
-    /// False after being lapped: the next scan restarts from the oldest intact records.
-    pub synced: bool,
-    /// Number of the last record accounted for, the base of loss counting.
-    pub accounted: Option<u32>,
-}
-
-impl SeqCursor {
-    /// Positions after the newest record, as a freshly attached port starts.
-    pub(crate) fn at_newest(ring: &Ring<'_>) -> SeqCursor {
-        for _ in 0..16 {
-            let Some((last, newest)) = newest_record(ring) else {
-                continue;
-            };
-            if RecordHeader::classify_len(newest.len) != RecordKind::Oversize {
-                return SeqCursor {
-                    off: ring.advance(last, RECORD_HEADER_SIZE as u32 + newest.len),
-                    last_seq: newest.seq,
-                    synced: true,
-                    accounted: Some(newest.seq),
-                };
-            }
-        }
-        SeqCursor::default()
-    }
-
-    /// Whether a writer has published a record this cursor has not read.
-    pub(crate) fn has_news(&self, ring: &Ring<'_>) -> bool {
-        !self.synced || ring.read_header(ring.last()).seq != self.last_seq
-    }
-
-    /// Restarts after being lapped, in the newer half of the live records: restarting at the
-    /// very oldest one would put the reader exactly where writers overwrite next.
-    fn resync(&mut self, ring: &Ring<'_>, end_off: u32, counters: &Counters) -> bool {
-        let Some((mut off, mut header)) = ring.oldest() else {
-            return false;
-        };
-        Counters::add(&counters.resyncs, 1);
-        let size = ring.size();
-        let behind = |o: u32| match (end_off + size - o) % size {
-            0 => size,
-            d => d,
-        };
-        // Never go back over records already accounted for (a false alarm, such as a torn
-        // snapshot, must not deliver duplicates), and skip the older half of the ring.
-        let accounted = self.accounted;
-        let seen = |h: &RecordHeader| accounted.is_some_and(|a| !before(a, h.seq));
-        let mut budget = size / RECORD_HEADER_SIZE as u32;
-        while (seen(&header) || behind(off) > size / 2) && budget > 0 {
-            if RecordHeader::classify_len(header.len) == RecordKind::Oversize {
-                break;
-            }
-            let next = ring.advance(off, RECORD_HEADER_SIZE as u32 + header.len);
-            let next_header = ring.read_header(next);
-            if next_header.seq != header.seq.wrapping_add(1) {
-                break;
-            }
-            (off, header) = (next, next_header);
-            budget -= 1;
-        }
-        self.off = off;
-        self.last_seq = if header.len == 0 {
-            header.seq
-        } else {
-            header.seq.wrapping_sub(1)
-        };
-        self.synced = true;
-        true
-    }
-
-    /// Accounts for one record: losses are the gaps in record numbers.
-    fn account(&mut self, rec: &Staged, tally: &mut Tally) {
-        let seq = rec.header.seq;
-        if let Some(prev) = self.accounted {
-            let gap = seq.wrapping_sub(prev);
-            let missing = match rec.item {
-                Item::Placeholder => gap,
-                _ => gap.wrapping_sub(1),
-            };
-            // A backwards step (a foreign writer's garbage number) is not a loss.
-            if (missing as i32) > 0 {
-                tally.lost += missing as u64;
-            }
-        }
-        self.accounted = Some(seq);
-        tally.record(&rec.item);
-    }
-}
-
-/// Copies the records published since `cur` into `staging` without the lock, then discards
-/// those a writer may have overwritten meanwhile (everything numbered before the oldest intact
-/// record) and accounts for the rest. Returns whether the caller should look again at once.
-pub(crate) fn scan_unlocked(
-    ring: &Ring<'_>,
-    cur: &mut SeqCursor,
+/// Reads the records after `cur` under the lock into `staging` and accounts for them.
+/// `foreign` says what to do with records not numbered by a shmlab writer; when it is
+/// `Skip` on a bus that could be NetBSD's, the return tells the caller whether one was met.
+pub(crate) fn refill_locked(
+    live: &Live<'_>,
+    cur: &mut Cursor,
     staging: &mut Staging,
     verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
+    foreign: Foreign,
     counters: &Counters,
-) -> bool {
-    let Some((last, newest)) = newest_record(ring) else {
-        // Writers are publishing faster than we can look: come back.
-        return true;
-    };
-    if RecordHeader::classify_len(newest.len) == RecordKind::Oversize {
-        // Mid-repair or scribbled on: the next writer re-formats the ring.
-        return false;
+) -> Locked {
+    let Live { ring, snap, span } = *live;
+    let mut tally = Tally::default();
+    let mut out = Locked::default();
+    let before_pos = cur.pos;
+    cur.seen = (snap.last, snap.gen);
+    if cur.pos > span.end {
+        // The header went backwards: a foreign process re-formatted or scribbled on it. Going
+        // back to `first` could deliver again what we delivered: skip to the newest instead.
+        Counters::add(&counters.corrupt, 1);
+        *cur = Cursor::at_end(ring, snap, span);
+        return Locked { moved: true, ..out };
     }
-    if cur.synced && newest.seq == cur.last_seq {
-        return false;
-    }
-    let end_off = ring.advance(last, RECORD_HEADER_SIZE as u32 + newest.len);
-    let mut restarted = false;
-    if !cur.synced {
-        if !cur.resync(ring, end_off, counters) {
-            return false;
-        }
-        restarted = true;
-    }
-    let mut corrupt = 0;
-    let mut skipped_to = None;
-    while cur.last_seq != newest.seq
-        && staging.used < STAGING_BYTES
-        && staging.records.len() < STAGING_RECORDS
-    {
-        let header = ring.read_header(cur.off);
-        let expected = header.seq == cur.last_seq.wrapping_add(1)
-            || (header.len == 0 && header.seq == cur.last_seq);
-        if !expected {
-            let lapped = match ring.oldest() {
-                Some((_, oldest)) => before(cur.last_seq, keep_bound(&oldest)),
-                None => true,
-            };
-            if !lapped {
-                // The record we expect is still live, so it was not overwritten: the chain is
-                // broken (a foreign writer scribbled on the ring). Skip to after the newest.
-                corrupt += 1;
-                cur.off = end_off;
-                cur.last_seq = newest.seq;
-                skipped_to = Some(newest.seq);
-                break;
+    if cur.pos < span.first {
+        // Lapped: restart at the oldest record, counting what was overwritten if the numbers
+        // on both sides can be believed.
+        Counters::add(&counters.resyncs, 1);
+        let first = number_at_first(ring, span);
+        let plausible = (span.first - cur.pos) / RECORD_HEADER_SIZE as u64 + 1;
+        match (cur.next, first) {
+            (Some(want), Some(got))
+                if !before(got, want) && (got.wrapping_sub(want) as u64) <= plausible =>
+            {
+                tally.lost += got.wrapping_sub(want) as u64;
             }
-            if restarted || !cur.resync(ring, end_off, counters) {
-                // Writers outrun us even right after a restart: try again next time.
-                cur.synced = false;
-                break;
-            }
-            restarted = true;
-            continue;
+            _ => Counters::add(&counters.uncounted_resyncs, 1),
         }
+        cur.pos = span.first;
+        cur.next = first;
+    }
+    let size = ring.size() as u64;
+    while cur.pos < span.end && !staging.full() {
+        let off = (cur.pos % size) as u32;
+        let header = ring.read_header(off);
+        let end = cur.pos + RECORD_HEADER_SIZE as u64 + header.len as u64;
         let kind = RecordHeader::classify_len(header.len);
-        if kind == RecordKind::Oversize {
-            // Numbered right but unwalkable: skip to after the newest record.
-            corrupt += 1;
-            cur.off = end_off;
-            cur.last_seq = newest.seq;
-            skipped_to = Some(newest.seq);
+        if kind == RecordKind::Oversize || end > span.end {
+            // A record nobody can walk past: count it and continue after the newest record.
+            tally.corrupt += 1;
+            cur.pos = span.end;
+            cur.next = next_number(ring, snap, span, None);
             break;
         }
-        let body_off = ring.advance(cur.off, RECORD_HEADER_SIZE as u32);
-        let item = stage_record(ring, &header, kind, body_off, staging, verdict);
+        let number = number_of(&header, cur.next);
+        let item = if kind == RecordKind::Frame && !writer_numbered(&header) {
+            match foreign {
+                Foreign::Skip => Item::Foreign,
+                Foreign::Detected => {
+                    // Stop before it: the caller switches the bus to NetBSD mode and reads on.
+                    out.foreign_seen = true;
+                    break;
+                }
+                Foreign::Deliver => stage_record(ring, &header, kind, off, staging, verdict),
+            }
+        } else {
+            stage_record(ring, &header, kind, off, staging, verdict)
+        };
+        tally.record(&item);
         staging.records.push(Staged {
-            pos: 0,
+            number,
             header,
             item,
         });
-        cur.off = ring.advance(cur.off, RECORD_HEADER_SIZE as u32 + header.len);
-        cur.last_seq = header.seq;
+        cur.pos = end;
+        cur.next = number.map(|n| n.wrapping_add(1));
+    }
+    cur.caught_up = cur.pos == span.end;
+    tally.flush(counters);
+    out.moved = cur.pos != before_pos || !staging.records.is_empty();
+    out
+}
+
+/// The ring under the lock: the header as read and its live span.
+#[derive(Clone, Copy)]
+pub(crate) struct Live<'a> {
+    pub ring: &'a Ring<'a>,
+    pub snap: &'a HeaderSnapshot,
+    pub span: Span,
+}
+
+/// What a locked refill found.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Locked {
+    pub moved: bool,
+    /// A foreign frame record was met on a bus that may be NetBSD's (`Foreign::Detected`).
+    pub foreign_seen: bool,
+}
+
+/// What a lock-free refill achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unlocked {
+    /// Read what there was (`true`) or found nothing new (`false`).
+    Done(bool),
+    /// Met something only the locked path can judge; nothing was staged or accounted.
+    NeedLock,
+}
+
+/// Copies the records published since `cur` into `staging` without the lock, following record
+/// numbers, then discards those a writer may have overwritten meanwhile.
+pub(crate) fn refill_unlocked(
+    ring: &Ring<'_>,
+    cur: &mut Cursor,
+    staging: &mut Staging,
+    verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
+    counters: &Counters,
+) -> Unlocked {
+    let Some(mut next) = cur.next else {
+        return Unlocked::NeedLock;
+    };
+    let Some((last, newest)) = newest_record(ring) else {
+        // Writers are publishing faster than we can look: come back.
+        return Unlocked::Done(true);
+    };
+    // A foreign newest record may still be being written (NetBSD moves `last` first).
+    if !writer_numbered(&newest) || RecordHeader::classify_len(newest.len) == RecordKind::Oversize {
+        return Unlocked::NeedLock;
+    }
+    let target = newest.seq.wrapping_add(1);
+    let ahead = target.wrapping_sub(next);
+    let size = ring.size();
+    let gen = ring.snapshot().gen;
+    if ahead == 0 {
+        let end_off = ring.advance(last, RECORD_HEADER_SIZE as u32 + newest.len);
+        if end_off as u64 != cur.pos % size as u64 {
+            // Same number at another place: the ring was re-formatted under us.
+            return Unlocked::NeedLock;
+        }
+        cur.seen = (last, gen);
+        cur.caught_up = true;
+        return Unlocked::Done(false);
+    }
+    if (ahead as i32) < 0 || ahead > size / RECORD_HEADER_SIZE as u32 {
+        // The newest record is older than where we are, or impossibly far ahead.
+        return Unlocked::NeedLock;
+    }
+    let start = *cur;
+    let mut pos = cur.pos;
+    let mut stopped_early = false;
+    while next != target {
+        if staging.full() {
+            stopped_early = true;
+            break;
+        }
+        let off = (pos % size as u64) as u32;
+        let header = ring.read_header(off);
+        let kind = RecordHeader::classify_len(header.len);
+        if header.seq != next
+            || !is_shmlab_sender(header.sender)
+            || kind == RecordKind::Oversize
+            || kind == RecordKind::Placeholder
+        {
+            // Lapped, a foreign record, or a re-formatted ring: the locked path decides.
+            staging.clear();
+            *cur = start;
+            return Unlocked::NeedLock;
+        }
+        let item = stage_record(ring, &header, kind, off, staging, verdict);
+        staging.records.push(Staged {
+            number: Some(next),
+            header,
+            item,
+        });
+        pos += (RECORD_HEADER_SIZE as u32 + header.len) as u64;
+        next = next.wrapping_add(1);
     }
     // Keep only what was still intact after the copy.
-    match ring.oldest().map(|(_, h)| keep_bound(&h)) {
-        Some(bound) => {
-            let stale = staging
-                .records
-                .iter()
-                .take_while(|r| before(r.header.seq, bound))
-                .count();
-            staging.records.drain(..stale);
-            if before(cur.last_seq, bound) {
-                cur.synced = false;
+    let bound = match ring.oldest() {
+        Some((_, oldest)) if writer_numbered(&oldest) => {
+            if oldest.len == 0 {
+                oldest.seq.wrapping_add(1)
+            } else {
+                oldest.seq
             }
         }
-        None => {
-            staging.records.clear();
-            cur.synced = false;
+        _ => {
+            staging.clear();
+            *cur = start;
+            return Unlocked::NeedLock;
         }
-    }
-    if corrupt > 0 {
-        Counters::add(&counters.corrupt, corrupt);
-    }
+    };
+    let stale = staging
+        .records
+        .iter()
+        .take_while(|r| r.number.is_some_and(|n| before(n, bound)))
+        .count();
     let mut tally = Tally::default();
-    for rec in &staging.records {
-        cur.account(rec, &mut tally);
+    if stale > 0 {
+        staging.records.drain(..stale);
+        tally.lost += stale as u64;
     }
-    if let (Some(to), Some(from)) = (skipped_to, cur.accounted) {
-        // Records jumped over are lost now, not when (if ever) a later one arrives.
-        let gap = to.wrapping_sub(from);
-        if (gap as i32) > 0 {
-            tally.lost += gap as u64;
-            cur.accounted = Some(to);
-        }
+    for rec in &staging.records {
+        tally.record(&rec.item);
     }
     tally.flush(counters);
-    true
+    cur.pos = pos;
+    cur.next = Some(next);
+    cur.seen = (last, gen);
+    cur.caught_up = !stopped_early;
+    Unlocked::Done(true)
 }
 
 /// The newest record and its offset, read so that they belong together: `last` must not move
@@ -501,7 +600,7 @@ fn newest_record(ring: &Ring<'_>) -> Option<(u32, RecordHeader)> {
     let mut last = ring.last();
     for _ in 0..64 {
         let header = ring.read_header(last);
-        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        std::sync::atomic::fence(Ordering::Acquire);
         let again = ring.last();
         if again == last {
             return Some((last, header));
@@ -511,34 +610,20 @@ fn newest_record(ring: &Ring<'_>) -> Option<(u32, RecordHeader)> {
     None
 }
 
-/// Records numbered before this are no longer guaranteed intact, given the oldest intact
-/// record (a placeholder repeats the number of the frame before it).
-fn keep_bound(oldest: &RecordHeader) -> u32 {
-    if oldest.len == 0 {
-        oldest.seq.wrapping_add(1)
-    } else {
-        oldest.seq
-    }
-}
-
-/// Whether record number `seq` comes before `bound` (numbers wrap).
-fn before(seq: u32, bound: u32) -> bool {
-    (seq.wrapping_sub(bound) as i32) < 0
-}
-
 /// Copies one record's frame into staging if the verdict wants it delivered.
 fn stage_record(
     ring: &Ring<'_>,
     header: &RecordHeader,
     kind: RecordKind,
-    body_off: u32,
+    off: u32,
     staging: &mut Staging,
     verdict: &dyn Fn(&RecordHeader, &[u8; 6]) -> Verdict,
 ) -> Item {
+    let body_off = ring.advance(off, RECORD_HEADER_SIZE as u32);
     match kind {
         RecordKind::Placeholder => Item::Placeholder,
-        RecordKind::Runt => Item::Runt,
-        _ => {
+        RecordKind::Runt | RecordKind::Oversize => Item::Runt,
+        RecordKind::Frame => {
             let mut dst = [0u8; 6];
             let mut wrapped = false;
             ring.read(body_off, &mut dst, &mut wrapped);
@@ -558,5 +643,22 @@ fn stage_record(
                 }
             }
         }
+    }
+}
+
+/// Polls for a newly published record for up to `window` before a reader goes to sleep: while
+/// traffic flows this saves the writer a FUTEX_WAKE and the reader a sleep per frame.
+pub(crate) fn spin_for_news(news: &dyn Fn() -> bool, window: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if news() {
+            return true;
+        }
+        if start.elapsed() >= window {
+            return false;
+        }
+        // Yield rather than spin: on a small machine the thread that will answer (a node's
+        // stack thread, the writer) often needs this very CPU.
+        std::thread::yield_now();
     }
 }

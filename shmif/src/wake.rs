@@ -1,6 +1,6 @@
 //! NetBSD-compatible wakeups on Linux: NetBSD readers sleep on inotify `IN_MODIFY` of the bus
 //! path, and NetBSD writers wake them by `pwrite`-ing the version word. Our futex wakeups are
-//! in `sync`; this is only used on buses attached with `netbsd_compat`.
+//! in `sync`; this is only used on buses in NetBSD mode, where our writers `pwrite` as well.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -16,13 +16,10 @@ pub(crate) fn inotify_watch(path: &Path) -> Option<OwnedFd> {
 }
 
 /// Sleeps until the bus file is written or `timeout` passes; drains queued events.
-/// Never sleeps longer than 10 ms at a time so that writers which only use the futex (peers
-/// attached without compat mode) are still noticed, as NetBSD does on hosts without a watch.
 pub(crate) fn inotify_wait(fd: &OwnedFd, timeout: Duration) {
-    let slice = timeout.min(Duration::from_millis(10));
     let ts = rustix::time::Timespec {
-        tv_sec: slice.as_secs() as i64,
-        tv_nsec: slice.subsec_nanos() as i64,
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: timeout.subsec_nanos() as i64,
     };
     let mut pfd = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
     if let Ok(n) = rustix::event::poll(&mut pfd, Some(&ts)) {

@@ -35,6 +35,11 @@ fn record(len: u32, seq: u32, sender: u64, fill: u8) -> Vec<u8> {
     r
 }
 
+/// A sender id as shmlab writers make them (their records' numbers are believed).
+fn shmlab_id() -> u64 {
+    shmif::format::shmlab_sender(0xabc)
+}
+
 struct Golden {
     image: Vec<u8>,
     /// (ring offset of the record, length, fill byte)
@@ -45,6 +50,10 @@ struct Golden {
 /// split across the end of the ring (10 bytes before, 14 after), stale bytes outside the
 /// live span.
 fn golden() -> Golden {
+    golden_from(shmlab_id())
+}
+
+fn golden_from(sender: u64) -> Golden {
     let mut image = vec![0xeeu8; SIZE];
     put_u32(&mut image, 0, MAGIC);
     put_u32(&mut image, 4, 3);
@@ -58,7 +67,7 @@ fn golden() -> Golden {
         (64, 42, 0x44),
     ];
     for (i, (off, len, fill)) in layout.iter().enumerate() {
-        put_ring(&mut image, *off, &record(*len, 7 + i as u32, 0xabc, *fill));
+        put_ring(&mut image, *off, &record(*len, 7 + i as u32, sender, *fill));
     }
     put_u32(&mut image, 16, (DATA - 200) as u32); // first
     put_u32(&mut image, 20, 64); // last
@@ -86,7 +95,7 @@ fn hand_made_wrapped_image_is_walked_like_shmif_dumpbus() {
         );
         assert_eq!(rec.frame.len(), *len as usize);
         assert!(rec.frame[6..].iter().all(|b| b == fill));
-        assert_eq!(rec.sender, Some(0xabc));
+        assert_eq!(rec.sender, Some(shmlab_id()));
     }
 }
 
@@ -129,6 +138,33 @@ fn hand_made_image_attaches_and_reads_back_then_takes_our_next_record() {
     );
     let got = reader.recv(&mut buf, Duration::from_secs(1)).unwrap();
     assert_eq!(got.len, 60);
+}
+
+#[test]
+fn image_written_by_another_writer_puts_the_bus_in_netbsd_mode_and_reads_back() {
+    // The same records with a NetBSD kernel's random sender id: a foreign writer was here.
+    let g = golden_from(0xabc);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus");
+    std::fs::write(&path, &g.image).unwrap();
+    let bus = Bus::attach(&path, &BusConfig::default()).unwrap();
+    assert!(bus.netbsd_mode(), "a 1 MiB bus with NetBSD frames on it");
+    let mut reader = bus.reader();
+    reader.rewind_to_oldest();
+    let mut buf = [0u8; 2048];
+    for (_, len, _) in &g.records {
+        assert_eq!(
+            reader.try_recv(&mut buf).expect("record").len,
+            *len as usize
+        );
+    }
+    assert!(reader.try_recv(&mut buf).is_none());
+    let s = reader.stats();
+    assert_eq!((s.foreign, s.corrupt, s.lost), (0, 0, 0), "{s:?}");
+    // Another attacher learns the mode from the bus itself.
+    assert!(Bus::attach(&path, &BusConfig::default())
+        .unwrap()
+        .netbsd_mode());
 }
 
 #[test]
@@ -294,14 +330,14 @@ fn lapped_reader_reports_exact_loss() {
 }
 
 #[test]
-fn lapped_reader_reports_exact_loss_on_a_netbsd_compatible_bus() {
+fn lapped_reader_reports_exact_loss_on_a_netbsd_mode_bus() {
     lapped_reader_case(true);
 }
 
-fn lapped_reader_case(netbsd_compat: bool) {
+fn lapped_reader_case(netbsd: bool) {
     let dir = tempfile::tempdir().unwrap();
     let config = BusConfig {
-        netbsd_compat,
+        netbsd,
         ..BusConfig::netbsd()
     };
     let bus = Bus::attach(dir.path().join("bus"), &config).unwrap();
@@ -321,14 +357,10 @@ fn lapped_reader_case(netbsd_compat: bool) {
         seqs.push(u32::from_le_bytes(buf[20..24].try_into().unwrap()));
     }
     let s = b.stats();
-    // 124-byte records: the 1 MiB ring holds the last ~8456 of them. A NetBSD-style reader
-    // restarts at the oldest; a lock-free one in the newer half, away from the writers.
-    let (low, high) = if netbsd_compat {
-        (8000, 8500)
-    } else {
-        (4000, 4300)
-    };
-    assert!(seqs.len() > low && seqs.len() < high, "{}", seqs.len());
+    // 124-byte records: the 1 MiB ring holds the last ~8456 of them; a lapped reader restarts
+    // at the oldest.
+    assert_eq!(bus.netbsd_mode(), netbsd);
+    assert!(seqs.len() > 8000 && seqs.len() < 8500, "{}", seqs.len());
     assert_eq!(s.lost, (total as u64) - seqs.len() as u64, "{s:?}");
     assert_eq!(s.resyncs, 1);
     let first = total - seqs.len() as u32;
@@ -351,9 +383,19 @@ fn fresh_file_is_created_private_and_sized() {
     let default = Bus::attach(dir.path().join("default"), &BusConfig::default()).unwrap();
     assert_eq!(default.size(), shmif::format::DEFAULT_BUS_SIZE);
     assert_eq!(bus.header().first, (4 << 20) - 32);
-    // A second attacher keeps the size, whatever it asks for.
-    let again = Bus::attach(&path, &BusConfig::netbsd()).unwrap();
+    // A second attacher keeps the size, whatever it asks for...
+    let again = Bus::attach(
+        &path,
+        &BusConfig {
+            size: 1 << 20,
+            ..BusConfig::default()
+        },
+    )
+    .unwrap();
     assert_eq!(again.size(), 4 << 20);
+    // ... but a bus for NetBSD must be NetBSD's size.
+    let e = Bus::attach(&path, &BusConfig::netbsd()).unwrap_err();
+    assert!(e.to_string().contains("must be exactly 1048576"), "{e}");
     let too_small = BusConfig {
         size: 1000,
         ..BusConfig::default()
@@ -363,13 +405,10 @@ fn fresh_file_is_created_private_and_sized() {
 }
 
 #[test]
-fn netbsd_compat_mode_wakes_through_the_file() {
+fn netbsd_mode_wakes_through_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bus");
-    let compat = BusConfig {
-        netbsd_compat: true,
-        ..BusConfig::default()
-    };
+    let compat = BusConfig::netbsd();
     let bus = Bus::attach(&path, &compat).unwrap();
     let mut rx = bus.port();
     let mac = rx.mac();

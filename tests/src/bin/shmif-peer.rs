@@ -62,7 +62,7 @@ fn main() {
     let cli = Cli::parse();
     let config = BusConfig {
         size: cli.size,
-        netbsd_compat: cli.compat,
+        netbsd: cli.compat,
     };
     let bus = Bus::attach(&cli.bus, &config).unwrap_or_else(|e| {
         eprintln!("shmif-peer: {e}");

@@ -116,6 +116,8 @@ fn run(args: &Args) -> Result<(), String> {
                         Err(shmif::SendError::Runt { .. }) => {
                             drops.errors.fetch_add(1, Relaxed);
                         }
+                        // The bus is gone for good (its file was truncated): stop bridging.
+                        Err(e @ shmif::SendError::Truncated { .. }) => return Err(e.to_string()),
                     }
                 }
                 Ok(())
@@ -130,6 +132,9 @@ fn run(args: &Args) -> Result<(), String> {
                 let mut buf = vec![0u8; shmif::format::MAX_FRAME];
                 while !stop.load(Relaxed) {
                     let Some(r) = port.recv(&mut buf, POLL) else {
+                        if port.bus().check().is_err() {
+                            break;
+                        }
                         continue;
                     };
                     match tap_tx.send(&buf[..r.len]) {
