@@ -82,6 +82,8 @@ pub struct Link {
     pub mac: Mac,
     /// What `ifconfig` shows as `linkstr`.
     pub linkstr: PathBuf,
+    /// The bus of a shmif link, kept to read its mode (which a NetBSD peer can change later).
+    bus: Option<Arc<shmif::Bus>>,
     tx: Box<dyn LinkTx>,
     stop: Arc<AtomicBool>,
     /// Frames the rx thread dropped because the stack's queue was full (it increments this).
@@ -107,6 +109,11 @@ impl Link {
         self.tx.tap_stats()
     }
 
+    /// Whether the link's bus is in NetBSD mode, read now; `None` for links without a bus.
+    pub fn netbsd_mode(&self) -> Option<bool> {
+        self.bus.as_ref().map(|b| b.netbsd_mode())
+    }
+
     /// Frames the rx thread dropped so far because the stack's queue was full.
     pub fn rx_queue_drops(&self) -> u64 {
         self.rx_queue_drops.load(Ordering::Relaxed)
@@ -118,6 +125,7 @@ impl Link {
             id,
             mac,
             linkstr: PathBuf::from(linkstr),
+            bus: None,
             tx,
             stop: Arc::new(AtomicBool::new(false)),
             rx_queue_drops: Arc::new(AtomicU64::new(0)),
@@ -135,22 +143,25 @@ impl Link {
         }
     }
 
-    /// Attaches to the bus file at `path` and starts the rx thread.
+    /// Attaches to the bus file at `path` (created as `config` says if missing) and starts the
+    /// rx thread.
     pub fn attach_shmif(
         id: LinkId,
         path: &Path,
+        config: &shmif::BusConfig,
         events: Sender<Event>,
     ) -> Result<Link, shmif::BusError> {
-        let bus = shmif::Bus::attach(path, &shmif::BusConfig::default())?;
+        let bus = shmif::Bus::attach(path, config)?;
         let port = bus.port();
         let mac = Mac(port.mac());
         let tx = port.sender();
-        Link::start(id, mac, path.to_path_buf(), Box::new(tx), port, events).map_err(|source| {
-            shmif::BusError::Io {
+        let mut link = Link::start(id, mac, path.to_path_buf(), Box::new(tx), port, events)
+            .map_err(|source| shmif::BusError::Io {
                 path: path.to_path_buf(),
                 source,
-            }
-        })
+            })?;
+        link.bus = Some(bus);
+        Ok(link)
     }
 
     /// Opens (or creates) host tap `tap_name` in our own network namespace and starts the rx
@@ -197,6 +208,7 @@ impl Link {
             id,
             mac,
             linkstr,
+            bus: None,
             tx,
             stop,
             rx_queue_drops,

@@ -23,8 +23,8 @@ struct Args {
     verbose: bool,
     #[arg(long)]
     json: bool,
-    /// INTERFACE [create|destroy|up|down|mtu N|linkstr FILE-OR-TAP|-linkstr|[inet] ADDR[/LEN]
-    /// [netmask MASK] [alias|-alias|delete]]...
+    /// INTERFACE [create|destroy|up|down|mtu N|linkstr FILE-OR-TAP [netbsd]|-linkstr|
+    /// [inet] ADDR[/LEN] [netmask MASK] [alias|-alias|delete]]...
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     words: Vec<String>,
 }
@@ -44,9 +44,15 @@ struct BusStats {
     received_bytes: u64,
     filtered: u64,
     lost: u64,
+    foreign: u64,
     corrupt: u64,
     resyncs: u64,
+    uncounted_resyncs: u64,
     lock_recoveries: u64,
+    lock_broken_dead: u64,
+    lock_broken_zombie: u64,
+    lock_broken_silent: u64,
+    lock_broken_stuck: u64,
     ring_resets: u64,
     rx_queue_drops: u64,
 }
@@ -60,6 +66,8 @@ struct IfInfo {
     mtu: usize,
     address: Option<String>,
     linkstr: Option<String>,
+    /// `"netbsd"` or `"shmlab"` for an interface on a bus (see `shmif::Bus::netbsd_mode`).
+    bus_mode: Option<&'static str>,
     inet: Vec<InetInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     counters: Option<IfCounters>,
@@ -114,6 +122,13 @@ fn info(i: &Iface, verbose: bool) -> IfInfo {
         mtu: i.mtu,
         address: i.link.as_ref().map(|l| l.mac.to_string()),
         linkstr: i.link.as_ref().map(|l| l.linkstr.display().to_string()),
+        bus_mode: i.link.as_ref().and_then(|l| l.netbsd_mode()).map(|netbsd| {
+            if netbsd {
+                "netbsd"
+            } else {
+                "shmlab"
+            }
+        }),
         inet: i
             .addrs
             .iter()
@@ -150,9 +165,15 @@ fn info(i: &Iface, verbose: bool) -> IfInfo {
                     received_bytes: s.received_bytes,
                     filtered: s.filtered,
                     lost: s.lost,
+                    foreign: s.foreign,
                     corrupt: s.corrupt,
                     resyncs: s.resyncs,
+                    uncounted_resyncs: s.uncounted_resyncs,
                     lock_recoveries: s.lock_recoveries,
+                    lock_broken_dead: s.lock_broken_dead,
+                    lock_broken_zombie: s.lock_broken_zombie,
+                    lock_broken_silent: s.lock_broken_silent,
+                    lock_broken_stuck: s.lock_broken_stuck,
                     ring_resets: s.ring_resets,
                     rx_queue_drops: l.rx_queue_drops(),
                 }
@@ -174,6 +195,9 @@ fn render(i: &IfInfo) -> String {
     if let Some(l) = &i.linkstr {
         s += &format!("        linkstr: {l}\n");
     }
+    if let Some(m) = i.bus_mode {
+        s += &format!("        bus mode: {m}\n");
+    }
     for a in &i.inet {
         s += &format!(
             "        inet {}/{} broadcast {} flags 0x0\n",
@@ -188,9 +212,11 @@ fn render(i: &IfInfo) -> String {
     }
     if let Some(b) = &i.bus {
         s += &format!(
-            "        bus: sent {} ({} bytes), received {} ({} bytes), filtered {}, lost {}, corrupt {}, resyncs {}, lock_recoveries {}, ring_resets {}, rx_queue_drops {}\n",
-            b.sent, b.sent_bytes, b.received, b.received_bytes, b.filtered, b.lost, b.corrupt,
-            b.resyncs, b.lock_recoveries, b.ring_resets, b.rx_queue_drops
+            "        bus: sent {} ({} bytes), received {} ({} bytes), filtered {}, lost {}, foreign {}, corrupt {}, resyncs {}, uncounted_resyncs {}, lock_recoveries {} (dead {}, zombie {}, silent {}, stuck {}), ring_resets {}, rx_queue_drops {}\n",
+            b.sent, b.sent_bytes, b.received, b.received_bytes, b.filtered, b.lost, b.foreign,
+            b.corrupt, b.resyncs, b.uncounted_resyncs, b.lock_recoveries, b.lock_broken_dead,
+            b.lock_broken_zombie, b.lock_broken_silent, b.lock_broken_stuck, b.ring_resets,
+            b.rx_queue_drops
         );
     }
     if let Some(t) = &i.tap {
@@ -211,6 +237,8 @@ struct Actions {
     up: Option<bool>,
     mtu: Option<usize>,
     linkstr: Option<Option<String>>,
+    /// `linkstr PATH netbsd`: attach with `shmif::BusConfig::netbsd()`.
+    netbsd: bool,
     addr: Option<(Ipv4Addr, Option<u8>)>,
     netmask: Option<u8>,
     alias: bool,
@@ -235,7 +263,19 @@ fn parse_actions(words: &[String]) -> Result<Actions, CmdError> {
             "alias" => a.alias = true,
             "-alias" | "delete" => a.delete = true,
             "-linkstr" => a.linkstr = Some(None),
-            "linkstr" => a.linkstr = Some(Some(value(&mut it, "linkstr")?)),
+            "linkstr" => {
+                a.linkstr = Some(Some(value(&mut it, "linkstr")?));
+                // A shmlab keyword after the path; NetBSD's `linkstr PATH` is unchanged.
+                if it.as_slice().first().is_some_and(|w| w == "netbsd") {
+                    it.next();
+                    a.netbsd = true;
+                }
+            }
+            "netbsd" => {
+                return Err(CmdError::usage(
+                    "netbsd: goes right after the bus path: linkstr PATH netbsd",
+                ))
+            }
             "mtu" => {
                 let v = value(&mut it, "mtu")?;
                 let m: usize = v
@@ -260,7 +300,7 @@ fn parse_actions(words: &[String]) -> Result<Actions, CmdError> {
                 }
                 a.addr = Some(parse_cidr(other).map_err(|_| {
                     CmdError::usage(format!(
-                        "{other}: unknown keyword or bad address (expected create, destroy, up, down, mtu N, linkstr FILE, inet ADDR[/LEN], netmask M, alias, delete)"
+                        "{other}: unknown keyword or bad address (expected create, destroy, up, down, mtu N, linkstr FILE [netbsd], inet ADDR[/LEN], netmask M, alias, delete)"
                     ))
                 })?);
             }
@@ -298,6 +338,11 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         return Ok(Done::Exit(0));
     };
     let act = parse_actions(rest)?;
+    if act.netbsd && IfKind::of(name) == Some(IfKind::Virt) {
+        return Err(CmdError::usage(format!(
+            "{name}: linkstr ... netbsd is for buses (shmifN); a virt interface attaches to a host tap"
+        )));
+    }
     let err = |e: crate::stack::IfError| CmdError::fail(e.to_string());
     if act.create {
         stack.create_iface(name).map_err(err)?;
@@ -322,7 +367,14 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     if let Some(l) = &act.linkstr {
         let attached = match (l, IfKind::of(name)) {
             (Some(tap), Some(IfKind::Virt)) => stack.attach_tap(name, tap),
-            (Some(path), _) => stack.attach_bus(name, Path::new(path)),
+            (Some(path), _) => {
+                let config = if act.netbsd {
+                    shmif::BusConfig::netbsd()
+                } else {
+                    shmif::BusConfig::default()
+                };
+                stack.attach_bus(name, Path::new(path), &config)
+            }
             (None, _) => stack.detach(name),
         };
         if let Err(e) = attached {

@@ -292,8 +292,14 @@ impl Stack {
         Ok(())
     }
 
-    /// Attaches `name` to the bus file at `path` (replacing any previous link).
-    pub fn attach_bus(&mut self, name: &str, path: &Path) -> Result<(), IfError> {
+    /// Attaches `name` to the bus file at `path`, creating it as `config` says if it is missing
+    /// (replacing any previous link).
+    pub fn attach_bus(
+        &mut self,
+        name: &str,
+        path: &Path,
+        config: &shmif::BusConfig,
+    ) -> Result<(), IfError> {
         if IfKind::of(name) != Some(IfKind::Shmif) {
             return Err(IfError::WrongLink {
                 name: name.to_string(),
@@ -307,12 +313,13 @@ impl Stack {
             .events
             .clone()
             .ok_or_else(|| IfError::NoEventChannel(name.into()))?;
-        let link =
-            Link::attach_shmif(self.next_link, path, events).map_err(|source| IfError::Attach {
+        let link = Link::attach_shmif(self.next_link, path, config, events).map_err(|source| {
+            IfError::Attach {
                 name: name.to_string(),
                 path: path.display().to_string(),
                 source,
-            })?;
+            }
+        })?;
         self.install_link(name, link)
     }
 

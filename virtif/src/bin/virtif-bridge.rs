@@ -224,6 +224,8 @@ fn stats_json(
         "tap_truncated": t.truncated,
         "bus_lost": b.lost,
         "bus_corrupt": b.corrupt,
+        // Records of non-shmlab writers skipped because the bus is not in NetBSD mode.
+        "bus_foreign": b.foreign,
     })
     .to_string()
 }
