@@ -367,9 +367,14 @@ fn start(
     let mut buses = Vec::new();
     for b in &topo.buses {
         let path = dir.join(format!("{}.bus", b.name));
-        let config = shmif::BusConfig {
-            size: b.size.unwrap_or(shmif::format::DEFAULT_BUS_SIZE),
-            ..Default::default()
+        // Nodes attach with their default config and follow the mode the bus is in.
+        let config = if b.netbsd {
+            shmif::BusConfig::netbsd()
+        } else {
+            shmif::BusConfig {
+                size: b.size.unwrap_or(shmif::format::DEFAULT_BUS_SIZE),
+                ..Default::default()
+            }
         };
         shmif::Bus::attach(&path, &config)
             .with_context(|| format!("creating bus {} at {}", b.name, path.display()))?;

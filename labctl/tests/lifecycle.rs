@@ -361,6 +361,33 @@ fn test_keep_leaves_the_lab_up() {
 }
 
 #[test]
+fn netbsd_bus_is_made_1mib_in_netbsd_mode_and_carries_pings() {
+    let Some(env) = Env::real() else { return };
+    let topo = env.topo(
+        "t.toml",
+        &format!("{}[buses.lan]\nnetbsd = true\n", two_hosts("nbsd")),
+    );
+    env.ok(&["up", &topo]);
+    let bus = env.lab_dir("nbsd").join("lan.bus");
+    assert_eq!(std::fs::metadata(&bus).unwrap().len(), 1024 * 1024);
+    let attached = shmif::Bus::attach(&bus, &shmif::BusConfig::default()).unwrap();
+    assert!(attached.netbsd_mode(), "{:?}", attached.header());
+    drop(attached);
+
+    // The nodes attached with plain `linkstr PATH` and follow the bus's mode.
+    for node in ["h1", "h2"] {
+        let out = env.ok(&["exec", "nbsd", node, "--", "ifconfig", "shmif0"]);
+        assert!(out.contains("        bus mode: netbsd\n"), "{node}: {out}");
+    }
+    let out = env.ok(&["exec", "nbsd", "h2", "--", "ping", "-c", "2", "10.0.0.1"]);
+    assert!(out.contains("2 packets received"), "{out}");
+    env.ok(&["down", "nbsd"]);
+    // `labctl test` brings the same lab up afresh and its ping check passes.
+    let out = env.ok(&["test", &topo]);
+    assert!(out.contains("PASS [1/1] ping h1 -> 10.0.0.2"), "{out}");
+}
+
+#[test]
 fn down_keep_keeps_buses_and_logs_but_not_sockets() {
     let Some(env) = Env::real() else { return };
     let topo = env.topo("t.toml", &two_hosts("keepfiles"));

@@ -52,10 +52,13 @@ pub struct Topology {
 #[derive(Clone, Debug)]
 pub struct BusSpec {
     pub name: String,
-    /// Size in bytes of the bus file (default: shmif's, 1 MiB).
+    /// Size in bytes of the bus file (default: shmif's, 8 MiB; 1 MiB with `netbsd`).
     pub size: Option<u64>,
     /// Record the bus to `NAME.pcap` in the lab dir for the lab's whole life.
     pub capture: bool,
+    /// `netbsd = true`: created for NetBSD rump peers, 1 MiB and in NetBSD mode from the start
+    /// (`shmif::BusConfig::netbsd()`). Parsing refuses it with any other `size`.
+    pub netbsd: bool,
     /// Declared with a `[buses.NAME]` table (otherwise implied by the interfaces on it).
     pub declared: bool,
     pub loc: Loc,

@@ -303,6 +303,7 @@ pub(super) fn parse(
                     name: bname.to_string(),
                     size: None,
                     capture: false,
+                    netbsd: false,
                     declared: true,
                     loc: Loc {
                         span: key.span(),
@@ -310,7 +311,7 @@ pub(super) fn parse(
                     },
                 };
                 if let Some(bt) = cx.table(bv, &path) {
-                    cx.check_keys(bt, &["size", "capture"], &path);
+                    cx.check_keys(bt, &["size", "capture", "netbsd"], &path);
                     if let Some(v) = get(bt, "size") {
                         let p = format!("{path}.size");
                         bus.size = cx
@@ -324,6 +325,23 @@ pub(super) fn parse(
                     }
                     if let Some(v) = get(bt, "capture") {
                         bus.capture = cx.boolean(v, &format!("{path}.capture")).unwrap_or(false);
+                    }
+                    if let Some(v) = get(bt, "netbsd") {
+                        bus.netbsd = cx.boolean(v, &format!("{path}.netbsd")).unwrap_or(false);
+                    }
+                    // A NetBSD kernel truncates every bus to 1 MiB: any other size cannot be
+                    // shared with one.
+                    let min = shmif::format::MIN_BUS_SIZE;
+                    if let (true, Some(size), Some(v)) = (bus.netbsd, bus.size, get(bt, "size")) {
+                        if size != min {
+                            cx.err(
+                                v.span(),
+                                &format!("{path}.size"),
+                                format!(
+                                    "a bus with `netbsd = true` is {min} bytes (1 MiB, NetBSD's fixed size), not {size}: remove `size` or set it to {min}"
+                                ),
+                            );
+                        }
                     }
                 }
                 buses.push(bus);
@@ -372,6 +390,7 @@ pub(super) fn parse(
                     name: bus.value.clone(),
                     size: None,
                     capture: false,
+                    netbsd: false,
                     declared: false,
                     loc: bus.loc.clone(),
                 });

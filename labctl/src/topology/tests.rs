@@ -545,3 +545,25 @@ fn linux_node_state_round_trips_without_a_pid() {
     assert_eq!(n.pid(), Some(42));
     assert!(!n.is_linux());
 }
+
+#[test]
+fn netbsd_bus_parses_and_conflicts_with_a_size_other_than_1mib() {
+    // `size = 1048576` is allowed, merely redundant.
+    let t = ok(&format!(
+        "{TWO_HOSTS}[buses.lan]\nnetbsd = true\nsize = 1048576\n[buses.wan]\nnetbsd = true\n"
+    ));
+    let netbsd = |n: &str| t.bus(n).map(|b| (b.netbsd, b.size));
+    assert_eq!(netbsd("lan"), Some((true, Some(1048576))));
+    assert_eq!(netbsd("wan"), Some((true, None)));
+
+    let errs = errors(&format!(
+        "{TWO_HOSTS}[buses.lan]\nnetbsd = true\nsize = 8388608\n[buses.wan]\nnetbsd = \"yes\"\n"
+    ));
+    assert_eq!(
+        errs,
+        [
+            "topo.toml:8:8: buses.lan.size: a bus with `netbsd = true` is 1048576 bytes (1 MiB, NetBSD's fixed size), not 8388608: remove `size` or set it to 1048576",
+            "topo.toml:10:10: buses.wan.netbsd: expected true or false, found string",
+        ]
+    );
+}
