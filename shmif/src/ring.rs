@@ -11,6 +11,10 @@ use std::sync::atomic::Ordering;
 use crate::format::{RecordHeader, RecordKind, MAX_FRAME, OFF_FIRST, OFF_LAST, RECORD_HEADER_SIZE};
 use crate::memory::BusMemory;
 
+/// Generations past this are garbage: a 1 MiB ring wrapped once a microsecond takes 35 years
+/// to get here, and absolute positions (`gen * size + offset`) stay far from overflow.
+const MAX_GEN: u64 = 1 << 40;
+
 /// A header field or record that cannot be right; the ring must not be walked past it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Corrupt(pub String);
@@ -203,9 +207,15 @@ impl<'a> Ring<'a> {
                 hdr.first, hdr.last, self.size
             )));
         }
+        if hdr.gen > MAX_GEN {
+            return Err(Corrupt(format!(
+                "generation {} is beyond any a writer reaches",
+                hdr.gen
+            )));
+        }
         let end_off = self.next_record(hdr.last)?;
         let size = self.size as u64;
-        let base = hdr.gen.saturating_mul(size);
+        let base = hdr.gen * size;
         let end = base + end_off as u64;
         let first = if hdr.first == self.size {
             // Never wrapped since the ring was formatted: live data starts at offset 0.
@@ -268,7 +278,8 @@ impl<'a> Ring<'a> {
         };
         self.mem.copy_in(0, &placeholder.encode());
         *hdr = HeaderSnapshot {
-            gen: hdr.gen.wrapping_add(1),
+            // A new generation makes every reader restart; a garbage one starts over at 0.
+            gen: if hdr.gen < MAX_GEN { hdr.gen + 1 } else { 0 },
             first: self.size,
             last: 0,
         };

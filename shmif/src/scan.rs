@@ -502,8 +502,9 @@ pub(crate) fn refill_unlocked(
         return Unlocked::NeedLock;
     };
     let Some((last, newest)) = newest_record(ring) else {
-        // Writers are publishing faster than we can look: come back.
-        return Unlocked::Done(true);
+        // Writers are publishing faster than we can look, or `last` is garbage (which the
+        // locked path repairs).
+        return Unlocked::NeedLock;
     };
     // A foreign newest record may still be being written (NetBSD moves `last` first).
     if !writer_numbered(&newest) || RecordHeader::classify_len(newest.len) == RecordKind::Oversize {
@@ -599,6 +600,9 @@ pub(crate) fn refill_unlocked(
 fn newest_record(ring: &Ring<'_>) -> Option<(u32, RecordHeader)> {
     let mut last = ring.last();
     for _ in 0..64 {
+        if last >= ring.size() {
+            return None;
+        }
         let header = ring.read_header(last);
         std::sync::atomic::fence(Ordering::Acquire);
         let again = ring.last();
