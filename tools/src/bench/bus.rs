@@ -54,6 +54,8 @@ struct RowSpec {
     passive: bool,
     /// Frames/s each writer is held to; 0 is flat out.
     rate: u64,
+    /// The bus is created in NetBSD mode (1 MiB, locked reads, file-write wakeups).
+    netbsd: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -164,7 +166,7 @@ fn measure(ctx: &Context, spec: RowSpec, n: usize) -> anyhow::Result<Row> {
         &path,
         &BusConfig {
             size: spec.bus_size,
-            ..BusConfig::default()
+            netbsd: spec.netbsd,
         },
     )?);
     populate(&path, spec.bus_size)?;
@@ -297,6 +299,9 @@ struct RowArgs {
     passive: bool,
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// The bus is in NetBSD mode.
+    #[arg(long)]
+    netbsd: bool,
 }
 
 pub fn row_role(argv: Vec<String>) -> anyhow::Result<()> {
@@ -311,6 +316,7 @@ pub fn row_role(argv: Vec<String>) -> anyhow::Result<()> {
         bus_size: args.bus_mib * MIB,
         passive: args.passive,
         rate: args.rate,
+        netbsd: args.netbsd,
     };
     let row = measure(&ctx, spec, 0)?;
     println!("{}", serde_json::to_string_pretty(&row)?);
@@ -532,6 +538,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
                     bus_size: MIB,
                     passive: false,
                     rate: 0,
+                    netbsd: false,
                 });
             }
         }
@@ -546,6 +553,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
                 bus_size,
                 passive: false,
                 rate: 0,
+                netbsd: false,
             });
         }
     }
@@ -559,7 +567,23 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             bus_size: MIB,
             passive: true,
             rate: 0,
+            netbsd: false,
         });
+    }
+    // The cost of sharing a bus with NetBSD kernels: locked reads and file-write wakeups.
+    for frame in FRAME_SIZES {
+        for passive in [false, true] {
+            specs.push(RowSpec {
+                frame,
+                writers: 1,
+                readers: 1,
+                batch: BATCH,
+                bus_size: MIB,
+                passive,
+                rate: 0,
+                netbsd: true,
+            });
+        }
     }
     // Writers held below what a port reader sustains: the bus must then lose nothing.
     for (frame, rate, bus_size) in PACED {
@@ -571,6 +595,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             bus_size,
             passive: false,
             rate,
+            netbsd: false,
         });
     }
     let mut rows = Vec::new();
@@ -603,6 +628,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             batch_label(spec.batch),
             size_label(spec.bus_size),
             match (spec.passive, spec.rate) {
+                _ if spec.netbsd =>
+                    format!(" netbsd-mode{}", if spec.passive { " passive" } else { "" }),
                 (true, _) => " passive".to_string(),
                 (_, 0) => String::new(),
                 (_, r) => format!(" paced at {}frames/s", si(r as f64)),
@@ -663,7 +690,7 @@ fn markdown(ctx: &Context, baselines: &[Baseline], rows: &[Row]) -> String {
     );
     for r in rows
         .iter()
-        .filter(|r| r.spec.bus_size == MIB && !r.spec.passive && r.spec.rate == 0)
+        .filter(|r| r.spec.bus_size == MIB && !r.spec.passive && r.spec.rate == 0 && !r.spec.netbsd)
     {
         md.push_str(&format!(
             "| {} B | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {} |\n",
@@ -691,6 +718,7 @@ fn markdown(ctx: &Context, baselines: &[Baseline], rows: &[Row]) -> String {
                 && r.spec.batch == BATCH
                 && !r.spec.passive
                 && r.spec.rate == 0
+                && !r.spec.netbsd
         })
         .collect();
     sized.sort_by_key(|r| (r.spec.frame, r.spec.bus_size));
@@ -709,8 +737,8 @@ fn markdown(ctx: &Context, baselines: &[Baseline], rows: &[Row]) -> String {
     }
     md.push_str(&format!(
         "\n### Reader kind (1 → 1, send_batch({BATCH}), 1 MiB)\n\n\
-         A port reads under the bus lock; the passive `shmif::Reader` (capture) reads without \
-         it and validates afterwards.\n\n\
+         Both read without the lock on a shmlab-mode bus, following record numbers; a port \
+         filters on destination MAC, the passive `shmif::Reader` (capture) takes everything.\n\n\
          | Frame | Reader | Sent frames/s | Delivered frames/s | Gbit/s | Loss % | vs memcpy \
          | Spread |\n|---:|:---|---:|---:|---:|---:|---:|---:|\n"
     ));
@@ -720,6 +748,7 @@ fn markdown(ctx: &Context, baselines: &[Baseline], rows: &[Row]) -> String {
             && r.spec.batch == BATCH
             && r.spec.bus_size == MIB
             && r.spec.rate == 0
+            && !r.spec.netbsd
     }) {
         md.push_str(&format!(
             "| {} B | {} | {} | {} | {:.2} | {:.2} | {:.3} | {} |\n",
@@ -746,6 +775,7 @@ fn markdown(ctx: &Context, baselines: &[Baseline], rows: &[Row]) -> String {
                 && r.spec.bus_size == MIB
                 && !r.spec.passive
                 && r.spec.rate == 0
+                && !r.spec.netbsd
         })
     };
     md.push_str(&format!(
@@ -765,6 +795,41 @@ fn markdown(ctx: &Context, baselines: &[Baseline], rows: &[Row]) -> String {
             si(r.fps),
             r.gbps,
             r.loss_pct
+        ));
+    }
+    md.push_str(&format!(
+        "\n### NetBSD mode (1 → 1, send_batch({BATCH}), 1 MiB)\n\n\
+         A bus shared with NetBSD kernels: every reader takes the lock, writers also `pwrite` \
+         the version word after each batch, sleepers wait on inotify. *vs shmlab mode* divides \
+         by the same row on a shmlab-mode bus.\n\n\
+         | Frame | Reader | Sent frames/s | Delivered frames/s | Gbit/s | Loss % | vs shmlab mode \
+         | Spread |\n|---:|:---|---:|---:|---:|---:|---:|---:|\n"
+    ));
+    for r in rows.iter().filter(|r| r.spec.netbsd) {
+        let shmlab = rows.iter().find(|o| {
+            !o.spec.netbsd
+                && o.spec.frame == r.spec.frame
+                && o.spec.passive == r.spec.passive
+                && o.spec.writers == 1
+                && o.spec.readers == 1
+                && o.spec.batch == BATCH
+                && o.spec.bus_size == MIB
+                && o.spec.rate == 0
+        });
+        md.push_str(&format!(
+            "| {} B | {} | {} | {} | {:.2} | {:.2} | {} | {} |\n",
+            r.spec.frame,
+            if r.spec.passive {
+                "passive Reader"
+            } else {
+                "Port"
+            },
+            si(r.sent_fps),
+            si(r.fps),
+            r.gbps,
+            r.loss_pct,
+            shmlab.map_or("—".into(), |o| format!("{:.2}", r.fps / o.fps.max(1e-9))),
+            spread(r)
         ));
     }
     md.push_str("\nTargets (1 → 1, batched, 1 MiB):");
