@@ -18,6 +18,8 @@
 
 pub mod dump;
 pub mod format;
+#[cfg(feature = "netbsd-emulator")]
+pub mod netbsd_emu;
 pub mod pcap;
 
 mod bus;

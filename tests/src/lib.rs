@@ -78,6 +78,26 @@ pub fn size_for(seq: u64, min: usize, max: usize) -> usize {
     min + (seq.wrapping_mul(2_654_435_761) % span) as usize
 }
 
+/// Parses the `--padding` value of the NetBSD-style peers (what goes into the record header's
+/// padding word): `random`, `zero`, `ones`, `count` (0, 1, 2, ... like a writer's sequence
+/// numbers) or a fixed number, decimal or `0x` hex.
+pub fn parse_padding(s: &str) -> Result<shmif::netbsd_emu::Padding, String> {
+    use shmif::netbsd_emu::Padding;
+    let fixed = |n: &str| match n.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => n.parse(),
+    };
+    match s {
+        "random" => Ok(Padding::Random),
+        "zero" => Ok(Padding::Fixed(0)),
+        "ones" => Ok(Padding::Fixed(u32::MAX)),
+        "count" => Ok(Padding::Counting(0)),
+        n => fixed(n)
+            .map(Padding::Fixed)
+            .map_err(|_| format!("padding {n:?}: want random, zero, ones, count or a number")),
+    }
+}
+
 /// Starts the `shmif-peer` helper with piped stdin/stdout.
 pub fn spawn_peer(bin: &str, args: &[&str]) -> Child {
     Command::new(bin)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use shmif::netbsd_emu::{NetbsdIf, Padding};
 use shmif::{Bus, BusConfig};
 use shmlab_tests::{check_frame, make_frame, size_for};
 
@@ -47,6 +48,14 @@ enum Role {
         /// Frame sizes run through min..=max in order instead of pseudo-randomly.
         #[arg(long)]
         sweep: bool,
+        /// Write as a NetBSD rump kernel does (`shmif::netbsd_emu`): its header update order,
+        /// garbage padding, a `pwrite` wakeup per batch and no futex wake. Attaching this way
+        /// truncates the bus to 1 MiB, as NetBSD does.
+        #[arg(long)]
+        netbsd_style: bool,
+        /// Padding word of a NetBSD-style writer: random, zero, ones, count or a number.
+        #[arg(long, default_value = "random", value_parser = shmlab_tests::parse_padding)]
+        padding: Padding,
     },
     /// Receives until stdin closes, then drains and reports.
     Recv {
@@ -60,6 +69,14 @@ enum Role {
 
 fn main() {
     let cli = Cli::parse();
+    // A NetBSD-style writer attaches its own way and never touches a shmif `Bus`.
+    if let Role::Send {
+        netbsd_style: true, ..
+    } = cli.role
+    {
+        netbsd_send(&cli);
+        return;
+    }
     let config = BusConfig {
         size: cli.size,
         netbsd: cli.compat,
@@ -78,6 +95,7 @@ fn main() {
             max_len,
             pause_us,
             sweep,
+            ..
         } => {
             let port = bus.port();
             writeln!(out, "ready").unwrap();
@@ -87,16 +105,7 @@ fn main() {
             let mut seq = 0u64;
             while seq < count {
                 let n = (count - seq).min(batch as u64);
-                let frames: Vec<Vec<u8>> = (seq..seq + n)
-                    .map(|s| {
-                        let len = if sweep {
-                            min_len + (s as usize) % (max_len - min_len + 1)
-                        } else {
-                            size_for(s, min_len, max_len)
-                        };
-                        make_frame(port.mac(), id, s, len)
-                    })
-                    .collect();
+                let frames = test_frames(port.mac(), id, seq..seq + n, min_len, max_len, sweep);
                 let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
                 port.send_batch(&refs).expect("send");
                 seq += n;
@@ -193,4 +202,65 @@ fn main() {
             port.hang_holding_lock(&frame);
         }
     }
+}
+
+/// The test frames numbered `seqs`, sized as the `send` role's options say.
+fn test_frames(
+    mac: [u8; 6],
+    id: u32,
+    seqs: std::ops::Range<u64>,
+    min_len: usize,
+    max_len: usize,
+    sweep: bool,
+) -> Vec<Vec<u8>> {
+    seqs.map(|s| {
+        let len = if sweep {
+            min_len + (s as usize) % (max_len - min_len + 1)
+        } else {
+            size_for(s, min_len, max_len)
+        };
+        make_frame(mac, id, s, len)
+    })
+    .collect()
+}
+
+/// `send --netbsd-style`: the same frames as the `send` role, written by an emulated NetBSD
+/// interface. Reports the same JSON (a NetBSD writer never recovers a lock).
+fn netbsd_send(cli: &Cli) {
+    let Role::Send {
+        id,
+        count,
+        batch,
+        min_len,
+        max_len,
+        pause_us,
+        sweep,
+        padding,
+        ..
+    } = cli.role
+    else {
+        unreachable!("only the send role writes NetBSD-style")
+    };
+    let mut nif = NetbsdIf::attach(&cli.bus).unwrap_or_else(|e| {
+        eprintln!("shmif-peer: {e}");
+        std::process::exit(2)
+    });
+    nif.set_padding(padding);
+    let mut out = std::io::stdout();
+    writeln!(out, "ready").unwrap();
+    out.flush().unwrap();
+    let mut go = String::new();
+    std::io::stdin().lock().read_line(&mut go).unwrap();
+    let mut seq = 0u64;
+    while seq < count {
+        let n = (count - seq).min(batch as u64);
+        let frames = test_frames(nif.mac(), id, seq..seq + n, min_len, max_len, sweep);
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        nif.send(&refs).expect("send");
+        seq += n;
+        if pause_us > 0 {
+            std::thread::sleep(Duration::from_micros(pause_us));
+        }
+    }
+    writeln!(out, "{{\"sent\":{seq},\"lock_recoveries\":0}}").unwrap();
 }
