@@ -158,6 +158,8 @@ pub struct NetbsdIf {
     /// `sc_devgen`: the generation the reader believes it is in.
     devgen: u64,
     padding: Padding,
+    /// `BUSMEM_DATASIZE`; other than [`DATASIZE`] only for [`NetbsdIf::attach_any_size`].
+    datasize: u32,
     rng: u64,
     promisc: bool,
     resyncs: u64,
@@ -173,8 +175,22 @@ impl NetbsdIf {
     /// As [`attach`](Self::attach) with a chosen 64-bit random value: NetBSD's sender id, whose
     /// first four bytes in memory also make the MAC `b2:a0:R0:R1:R2:R3`.
     pub fn attach_with_uid(path: impl AsRef<Path>, uid: u64) -> io::Result<NetbsdIf> {
-        boot_time();
+        Self::attach_sized(path.as_ref(), uid, None)
+    }
+
+    /// A NetBSD-style writer and reader on a bus of whatever size the file has (1 MiB if it is
+    /// new), without truncating it. No real NetBSD kernel does this (every one truncates to 1
+    /// MiB): it is for testing how shmlab treats records written NetBSD's way on its bigger
+    /// buses.
+    pub fn attach_any_size(path: impl AsRef<Path>) -> io::Result<NetbsdIf> {
         let path = path.as_ref();
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = if size < BUSMEM_SIZE { BUSMEM_SIZE } else { size };
+        Self::attach_sized(path, random_u64()?, Some(size))
+    }
+
+    fn attach_sized(path: &Path, uid: u64, keep_size: Option<u64>) -> io::Result<NetbsdIf> {
+        boot_time();
         let shown = path.display();
         let file = OpenOptions::new()
             .read(true)
@@ -185,10 +201,11 @@ impl NetbsdIf {
             .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("open bus {shown}: {e}")))?;
         // NetBSD truncates unconditionally, so a bigger file shrinks to 1 MiB.
-        file.set_len(BUSMEM_SIZE).map_err(|e| {
+        let size = keep_size.unwrap_or(BUSMEM_SIZE);
+        file.set_len(size).map_err(|e| {
             io::Error::new(e.kind(), format!("ftruncate bus {shown} to 1 MiB: {e}"))
         })?;
-        let mem = BusMemory::map(&file, BUSMEM_SIZE, true)
+        let mem = BusMemory::map(&file, size, true)
             .map_err(|e| io::Error::new(e.kind(), format!("mmap bus {shown}: {e}")))?;
         let magic = mem.word(OFF_MAGIC).load(Ordering::Relaxed);
         if magic != 0 && magic != SHMIF_MAGIC {
@@ -213,6 +230,7 @@ impl NetbsdIf {
             nextpacket: 0,
             devgen: 0,
             padding: Padding::Random,
+            datasize: (size - BUSMEM_HEADER as u64) as u32,
             // Seeded from the id, so a chosen id also gives reproducible padding.
             rng: uid,
             promisc: false,
@@ -230,7 +248,7 @@ impl NetbsdIf {
         self.mem.word(OFF_MAGIC).load(Ordering::Relaxed);
         let mut byte = [0u8; 1];
         let mut off = PREFAULT_STRIDE - BUSMEM_HEADER;
-        while off < DATASIZE {
+        while off < self.datasize {
             self.mem.copy_out(off, &mut byte);
             off += PREFAULT_STRIDE;
         }
@@ -240,7 +258,7 @@ impl NetbsdIf {
             self.mem
                 .word(OFF_MAGIC)
                 .store(SHMIF_MAGIC, Ordering::Relaxed);
-            self.set_first(DATASIZE);
+            self.set_first(self.datasize);
         }
         self.nextpacket = self.last();
         self.devgen = self.gen();
@@ -248,7 +266,7 @@ impl NetbsdIf {
         let magic = self.mem.word(OFF_MAGIC).load(Ordering::Relaxed);
         self.mem.word(OFF_MAGIC).store(magic, Ordering::Relaxed);
         let mut off = PAGE_SIZE - BUSMEM_HEADER;
-        while off < DATASIZE {
+        while off < self.datasize {
             self.mem.copy_out(off, &mut byte);
             self.mem.copy_in(off, &byte);
             off += PAGE_SIZE;
@@ -409,19 +427,19 @@ impl NetbsdIf {
     fn busread(&self, dest: &mut [u8], off: u32, wrap: &mut bool) -> u32 {
         let len = dest.len() as u32;
         kassert!(
-            len < DATASIZE / 2 && off <= DATASIZE,
+            len < self.datasize / 2 && off <= self.datasize,
             "busread of {len} bytes at {off}"
         );
-        let chunk = len.min(DATASIZE - off);
+        let chunk = len.min(self.datasize - off);
         if chunk > 0 {
             self.mem.copy_out(off, &mut dest[..chunk as usize]);
         }
-        if off + chunk == DATASIZE {
+        if off + chunk == self.datasize {
             *wrap = true;
         }
         let rest = len - chunk;
         if rest == 0 {
-            return (off + chunk) % DATASIZE;
+            return (off + chunk) % self.datasize;
         }
         self.mem.copy_out(0, &mut dest[chunk as usize..]);
         rest
@@ -430,14 +448,14 @@ impl NetbsdIf {
     fn buswrite(&self, off: u32, src: &[u8], wrap: &mut bool) -> u32 {
         let len = src.len() as u32;
         kassert!(
-            len < DATASIZE / 2 && off <= DATASIZE,
+            len < self.datasize / 2 && off <= self.datasize,
             "buswrite of {len} bytes at {off}"
         );
-        let chunk = len.min(DATASIZE - off);
+        let chunk = len.min(self.datasize - off);
         let rest = len - chunk;
-        let filled = off + chunk == DATASIZE;
+        let filled = off + chunk == self.datasize;
         // One byte more when the chunk ends at the very end, so a `first` still at the
-        // never-wrapped sentinel (DATASIZE) moves too.
+        // never-wrapped sentinel (self.datasize) moves too.
         self.advancefirst(off, chunk + filled as u32);
         if chunk > 0 {
             self.mem.copy_in(off, &src[..chunk as usize]);
@@ -446,7 +464,7 @@ impl NetbsdIf {
             *wrap = true;
         }
         if rest == 0 {
-            return (off + chunk) % DATASIZE;
+            return (off + chunk) % self.datasize;
         }
         self.advancefirst(0, rest);
         self.mem.copy_in(0, &src[chunk as usize..]);
@@ -465,16 +483,26 @@ impl NetbsdIf {
         }
     }
 
+    /// `shmif_advance`.
+    fn advance(&self, off: u32, delta: u32) -> u32 {
+        let n = off + delta;
+        if n >= self.datasize {
+            n - self.datasize
+        } else {
+            n
+        }
+    }
+
     fn nextpktoff(&self, off: u32) -> u32 {
         let mut hdr = [0u8; PKTHDR_SIZE as usize];
         let mut ignored = false;
         self.busread(&mut hdr, off, &mut ignored);
         let len = u32_at(&hdr, 0);
         kassert!(
-            len < DATASIZE,
+            len < self.datasize,
             "record at ring offset {off} claims {len} bytes"
         );
-        advance(off, PKTHDR_SIZE + len)
+        self.advance(off, PKTHDR_SIZE + len)
     }
 
     // ---- send (`shmif_start` / `shmif_snd`) ----
@@ -636,9 +664,9 @@ impl NetbsdIf {
             return false;
         }
         if first >= lastoff {
-            lastoff += DATASIZE;
+            lastoff += self.datasize;
             if gendiff == 0 {
-                devoff += DATASIZE;
+                devoff += self.datasize;
             }
         } else if gendiff != 0 {
             return false;
@@ -692,15 +720,6 @@ impl NetbsdIf {
     }
 }
 
-/// `shmif_advance`.
-fn advance(off: u32, delta: u32) -> u32 {
-    let n = off + delta;
-    if n >= DATASIZE {
-        n - DATASIZE
-    } else {
-        n
-    }
-}
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_ne_bytes(b[i..i + 4].try_into().expect("4 bytes"))

@@ -53,6 +53,10 @@ enum Role {
         /// truncates the bus to 1 MiB, as NetBSD does.
         #[arg(long)]
         netbsd_style: bool,
+        /// With `--netbsd-style`: keep the bus at its size instead of truncating it (no real
+        /// NetBSD kernel does this; it tests NetBSD-style records on a bigger shmlab bus).
+        #[arg(long)]
+        keep_size: bool,
         /// Padding word of a NetBSD-style writer: random, zero, ones, count or a number.
         #[arg(long, default_value = "random", value_parser = shmlab_tests::parse_padding)]
         padding: Padding,
@@ -236,12 +240,18 @@ fn netbsd_send(cli: &Cli) {
         pause_us,
         sweep,
         padding,
+        keep_size,
         ..
     } = cli.role
     else {
         unreachable!("only the send role writes NetBSD-style")
     };
-    let mut nif = NetbsdIf::attach(&cli.bus).unwrap_or_else(|e| {
+    let attached = if keep_size {
+        NetbsdIf::attach_any_size(&cli.bus)
+    } else {
+        NetbsdIf::attach(&cli.bus)
+    };
+    let mut nif = attached.unwrap_or_else(|e| {
         eprintln!("shmif-peer: {e}");
         std::process::exit(2)
     });
