@@ -59,18 +59,37 @@ fn processes_exchange_every_frame_size() {
     }
 }
 
+const DEFAULT_SIZE: &str = "8388608";
+
 #[test]
 fn stressed_bus_delivers_no_torn_frames_and_accounts_for_every_loss() {
-    stress(&[], 40_000);
+    stress(&[], 40_000, 0);
 }
 
 #[test]
-fn stressed_netbsd_compatible_bus_delivers_no_torn_frames_and_accounts_for_every_loss() {
-    stress(&["--compat"], 10_000);
+fn stressed_netbsd_mode_bus_delivers_no_torn_frames_and_accounts_for_every_loss() {
+    stress(&["--compat"], 10_000, 0);
 }
 
-/// 4 writer and 3 reader processes (two ports, one passive reader).
-fn stress(mode: &[&str], per_writer: u64) {
+#[test]
+fn stressed_1mib_bus_with_netbsd_writers_turns_netbsd_and_accounts_for_every_frame() {
+    // One, then two, of the four writers write as a NetBSD kernel: the bus switches to NetBSD
+    // mode and their frames are delivered like ours.
+    stress(&[], 10_000, 1);
+    stress(&[], 10_000, 2);
+}
+
+#[test]
+fn stressed_default_bus_with_netbsd_style_writers_skips_and_counts_their_records() {
+    // The same on an 8 MiB bus, which no NetBSD kernel can share: their records are foreign.
+    stress(&["--size", DEFAULT_SIZE], 10_000, 1);
+    stress(&["--size", DEFAULT_SIZE], 10_000, 2);
+}
+
+/// 4 writer and 3 reader processes (two ports, one passive reader); the first `netbsd_writers`
+/// writers write NetBSD-style. Every frame is delivered at most once and untorn, and per reader
+/// delivered + lost + foreign = sent.
+fn stress(mode: &[&str], per_writer: u64, netbsd_writers: u32) {
     let dir = tempfile::tempdir().unwrap();
     let bus = bus_path(&dir);
     let start = |rest: &[&str]| {
@@ -88,15 +107,13 @@ fn stress(mode: &[&str], per_writer: u64) {
     let mut senders: Vec<Peer> = (0..4)
         .map(|id| {
             let batch = if id % 2 == 0 { "1" } else { "16" };
-            start(&[
-                "send",
-                "--id",
-                &id.to_string(),
-                "--count",
-                &count,
-                "--batch",
-                batch,
-            ])
+            let id_s = id.to_string();
+            let mut args = vec!["send", "--id", &id_s, "--count", &count, "--batch", batch];
+            if id < netbsd_writers {
+                // On a bigger bus, keep its size (a real NetBSD kernel would truncate it).
+                args.extend_from_slice(&["--netbsd-style", "--keep-size"]);
+            }
+            start(&args)
         })
         .collect();
     for s in &mut senders {
@@ -107,16 +124,33 @@ fn stress(mode: &[&str], per_writer: u64) {
         .map(|s| field(&s.finish(), "sent"))
         .sum();
     assert_eq!(sent, 4 * per_writer);
+    let big = mode.contains(&DEFAULT_SIZE);
     for r in receivers.drain(..) {
         let report = r.finish();
-        eprintln!("receiver: {report}");
+        eprintln!("receiver ({netbsd_writers} NetBSD writers, {mode:?}): {report}");
         assert_eq!(field(&report, "torn"), 0, "torn frames delivered: {report}");
         assert_eq!(field(&report, "out_of_order"), 0, "{report}");
         assert_eq!(field(&report, "corrupt"), 0, "{report}");
+        assert_eq!(field(&report, "uncounted_resyncs"), 0, "{report}");
+        let netbsd_mode = report["netbsd_mode"].as_bool().unwrap();
         assert_eq!(
-            field(&report, "delivered") + field(&report, "lost"),
+            netbsd_mode,
+            mode.contains(&"--compat") || (netbsd_writers > 0 && !big),
+            "{report}"
+        );
+        if big || netbsd_writers == 0 {
+            // Delivered frames are exactly the shmlab writers' that were not lost.
+            assert!(
+                field(&report, "foreign") <= netbsd_writers as u64 * per_writer,
+                "{report}"
+            );
+        } else {
+            assert_eq!(field(&report, "foreign"), 0, "{report}");
+        }
+        assert_eq!(
+            field(&report, "delivered") + field(&report, "lost") + field(&report, "foreign"),
             sent,
-            "delivered + lost must equal sent: {report}"
+            "delivered + lost + foreign must equal sent: {report}"
         );
     }
 }

@@ -185,8 +185,9 @@ fn main() {
             };
             writeln!(
                 out,
-                "{{\"delivered\":{delivered},\"torn\":{torn},\"out_of_order\":{out_of_order},\"lost\":{},\"corrupt\":{},\"resyncs\":{},\"received\":{},\"lock_recoveries\":{},\"distinct_lens\":{}}}",
-                s.lost, s.corrupt, s.resyncs, s.received, s.lock_recoveries,
+                "{{\"delivered\":{delivered},\"torn\":{torn},\"out_of_order\":{out_of_order},\"lost\":{},\"corrupt\":{},\"foreign\":{},\"resyncs\":{},\"uncounted_resyncs\":{},\"received\":{},\"lock_recoveries\":{},\"netbsd_mode\":{},\"distinct_lens\":{}}}",
+                s.lost, s.corrupt, s.foreign, s.resyncs, s.uncounted_resyncs, s.received, s.lock_recoveries,
+                bus.netbsd_mode(),
                 lens_seen.iter().filter(|&&b| b).count()
             )
             .unwrap();
