@@ -185,7 +185,11 @@ impl NetbsdIf {
     pub fn attach_any_size(path: impl AsRef<Path>) -> io::Result<NetbsdIf> {
         let path = path.as_ref();
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let size = if size < BUSMEM_SIZE { BUSMEM_SIZE } else { size };
+        let size = if size < BUSMEM_SIZE {
+            BUSMEM_SIZE
+        } else {
+            size
+        };
         Self::attach_sized(path, random_u64()?, Some(size))
     }
 
@@ -719,7 +723,6 @@ impl NetbsdIf {
         }
     }
 }
-
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_ne_bytes(b[i..i + 4].try_into().expect("4 bytes"))
