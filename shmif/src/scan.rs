@@ -405,6 +405,8 @@ pub(crate) fn refill_locked(
         *cur = Cursor::at_end(ring, snap, span);
         return Locked { moved: true, ..out };
     }
+    // Numbers below this were delivered or accounted for already: a resync walks past them.
+    let mut seen_below = None;
     if cur.pos < span.first {
         // Lapped: restart at the oldest record, counting what was overwritten if the numbers
         // on both sides can be believed.
@@ -417,6 +419,9 @@ pub(crate) fn refill_locked(
             {
                 tally.lost += got.wrapping_sub(want) as u64;
             }
+            // The oldest record is one we have had: the header claims a lap that the numbers
+            // deny (a scribbled generation). Resume after what we had, never before.
+            (Some(want), Some(got)) if before(got, want) => seen_below = Some(want),
             _ => Counters::add(&counters.uncounted_resyncs, 1),
         }
         cur.pos = span.first;
@@ -436,6 +441,14 @@ pub(crate) fn refill_locked(
             break;
         }
         let number = number_of(&header, cur.next);
+        if let (Some(below), Some(n)) = (seen_below, number) {
+            if before(n, below) {
+                cur.pos = end;
+                cur.next = Some(n.wrapping_add(1));
+                continue;
+            }
+            seen_below = None;
+        }
         let item = if kind == RecordKind::Frame && !writer_numbered(&header) {
             match foreign {
                 Foreign::Skip => Item::Foreign,
