@@ -109,7 +109,7 @@ pub struct Bus {
     /// [`Bus::still_mapped_soon`]).
     next_size_check: AtomicU64,
     /// Where this process's writers left off numbering (see `scan::next_number`).
-    pub(crate) number_hint: Mutex<Option<NumberHint>>,
+    pub(crate) number_hint: HintCell,
     /// How the lock was had when attaching, if it had to be taken over: the first port made
     /// counts it (a bus has no counters of its own).
     pub(crate) attach_recovery: Mutex<Option<Acquired>>,
@@ -121,6 +121,34 @@ impl std::fmt::Debug for Bus {
             .field("path", &self.path)
             .field("data_size", &self.mem.data_size())
             .finish()
+    }
+}
+
+/// A [`NumberHint`] shared by the writers of one process. Read and written only under the bus
+/// lock, whose acquire and release order these relaxed accesses, so two plain atomics do (a
+/// mutex here cost the send path measurably).
+#[derive(Default)]
+pub(crate) struct HintCell {
+    pos: AtomicU64,
+    /// The number, plus one bit above it saying the hint is set.
+    next: AtomicU64,
+}
+
+impl HintCell {
+    const SET: u64 = 1 << 32;
+
+    pub(crate) fn get(&self) -> Option<NumberHint> {
+        let next = self.next.load(Ordering::Relaxed);
+        (next & Self::SET != 0).then(|| NumberHint {
+            pos: self.pos.load(Ordering::Relaxed),
+            next: next as u32,
+        })
+    }
+
+    pub(crate) fn set(&self, hint: NumberHint) {
+        self.pos.store(hint.pos, Ordering::Relaxed);
+        self.next
+            .store(Self::SET | hint.next as u64, Ordering::Relaxed);
     }
 }
 
@@ -192,7 +220,7 @@ impl Bus {
             mapped: size,
             truncated: AtomicBool::new(false),
             next_size_check: AtomicU64::new(0),
-            number_hint: Mutex::new(None),
+            number_hint: HintCell::default(),
             attach_recovery: Mutex::new(None),
         };
         let mem = &bus.mem;

@@ -226,8 +226,7 @@ impl PortSender {
         let mut guard = bus.lock().map_err(|_| truncated())?;
         let ring = Ring::new(mem);
         let mut snap = repair_if_needed(&ring, guard.how, counters);
-        let mut hint = bus.number_hint.lock().unwrap_or_else(|e| e.into_inner());
-        let mut number = starting_number(&ring, &snap, *hint);
+        let mut number = starting_number(&ring, &snap, bus.number_hint.get());
         let mut bytes = 0u64;
         let mut next = None;
         for frame in frames {
@@ -247,11 +246,13 @@ impl PortSender {
             number = number.wrapping_add(1);
             bytes += frame.len() as u64;
         }
-        *hint = ring.span(&snap).ok().map(|span| NumberHint {
-            pos: span.end,
-            next: number,
-        });
-        drop(hint);
+        if let Some(end) = next {
+            // The absolute end of our last record: `gen` already counts a wrap it made.
+            bus.number_hint.set(NumberHint {
+                pos: snap.gen * ring.size() as u64 + end as u64,
+                next: number,
+            });
+        }
         // Read under the lock: a reader switches the bus to NetBSD mode only while holding it.
         let netbsd = bus.netbsd_mode();
         guard.publish();
@@ -277,6 +278,10 @@ fn check_frame(f: &[u8]) -> Result<(), SendError> {
 
 /// The number of the first record of a batch. Under the lock.
 fn starting_number(ring: &Ring<'_>, snap: &HeaderSnapshot, hint: Option<NumberHint>) -> u32 {
+    let newest = ring.read_header(snap.last);
+    if scan::writer_numbered(&newest) {
+        return newest.seq.wrapping_add(1);
+    }
     match ring.span(snap) {
         // No shmlab-numbered record left to count from (only NetBSD frames in the ring): any
         // start will do, readers re-anchor on it.

@@ -61,6 +61,11 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// `gen` alone.
+    pub(crate) fn gen(&self) -> u64 {
+        self.mem.gen_word().load(Ordering::Acquire)
+    }
+
     /// Whether the bus header was initialised (a zero magic means nobody has yet).
     pub(crate) fn magic_set(&self) -> bool {
         self.mem

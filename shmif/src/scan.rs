@@ -134,12 +134,17 @@ pub(crate) enum Verdict {
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Item {
-    Frame { start: usize, len: usize },
+    Frame {
+        start: usize,
+        len: usize,
+    },
     Own,
     Filtered,
     Placeholder,
     Runt,
     Foreign,
+    /// Passed over after a resync (counted lost).
+    Skipped,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -206,7 +211,7 @@ impl Staging {
 
 /// Counter increments of one batch, added to the shared atomics in one go.
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     received: u64,
     received_bytes: u64,
     filtered: u64,
@@ -225,11 +230,12 @@ impl Tally {
             Item::Runt => self.corrupt += 1,
             Item::Filtered => self.filtered += 1,
             Item::Foreign => self.foreign += 1,
+            Item::Skipped => self.lost += 1,
             Item::Own | Item::Placeholder => {}
         }
     }
 
-    fn flush(&self, c: &Counters) {
+    pub(crate) fn flush(&self, c: &Counters) {
         for (n, counter) in [
             (self.received, &c.received),
             (self.received_bytes, &c.received_bytes),
@@ -339,6 +345,8 @@ pub(crate) struct Cursor {
     /// newest record: a sleeper's cheap "anything new?".
     pub seen: (u32, u64),
     pub caught_up: bool,
+    /// After a resync: records before this absolute position are skipped and counted lost.
+    pub skip_to: u64,
 }
 
 impl Cursor {
@@ -350,6 +358,7 @@ impl Cursor {
             next: next_number(ring, snap, span, None),
             seen: (snap.last, snap.gen),
             caught_up: true,
+            skip_to: 0,
         }
     }
 
@@ -360,14 +369,17 @@ impl Cursor {
             next: number_at_first(ring, span),
             seen: (snap.last, snap.gen),
             caught_up: span.first == span.end,
+            skip_to: 0,
         }
     }
 
     /// Whether a writer may have published something this cursor has not read (a hint for
     /// sleepers; the real check is the refill).
     pub(crate) fn has_news(&self, mem: &BusMemory) -> bool {
-        let snap = Ring::new(mem).snapshot();
-        !self.caught_up || (snap.last, snap.gen) != self.seen
+        // One load of the header line writers store to on every record: a spinning reader
+        // polls this. A writer that laps the ring exactly back to the same `last` is still
+        // caught by the futex's release count.
+        !self.caught_up || Ring::new(mem).last() != self.seen.0
     }
 }
 
@@ -405,27 +417,8 @@ pub(crate) fn refill_locked(
         *cur = Cursor::at_end(ring, snap, span);
         return Locked { moved: true, ..out };
     }
-    // Numbers below this were delivered or accounted for already: a resync walks past them.
-    let mut seen_below = None;
     if cur.pos < span.first {
-        // Lapped: restart at the oldest record, counting what was overwritten if the numbers
-        // on both sides can be believed.
-        Counters::add(&counters.resyncs, 1);
-        let first = number_at_first(ring, span);
-        let plausible = (span.first - cur.pos) / RECORD_HEADER_SIZE as u64 + 1;
-        match (cur.next, first) {
-            (Some(want), Some(got))
-                if !before(got, want) && (got.wrapping_sub(want) as u64) <= plausible =>
-            {
-                tally.lost += got.wrapping_sub(want) as u64;
-            }
-            // The oldest record is one we have had: the header claims a lap that the numbers
-            // deny (a scribbled generation). Resume after what we had, never before.
-            (Some(want), Some(got)) if before(got, want) => seen_below = Some(want),
-            _ => Counters::add(&counters.uncounted_resyncs, 1),
-        }
-        cur.pos = span.first;
-        cur.next = first;
+        resync(live, cur, &mut tally, counters);
     }
     let size = ring.size() as u64;
     while cur.pos < span.end && !staging.full() {
@@ -441,13 +434,14 @@ pub(crate) fn refill_locked(
             break;
         }
         let number = number_of(&header, cur.next);
-        if let (Some(below), Some(n)) = (seen_below, number) {
-            if before(n, below) {
-                cur.pos = end;
-                cur.next = Some(n.wrapping_add(1));
-                continue;
+        if cur.pos < cur.skip_to {
+            // The older half of the ring after a resync: lost on purpose.
+            if kind != RecordKind::Placeholder && cur.next.is_some() {
+                tally.lost += 1;
             }
-            seen_below = None;
+            cur.pos = end;
+            cur.next = number.map(|n| n.wrapping_add(1));
+            continue;
         }
         let item = if kind == RecordKind::Frame && !writer_numbered(&header) {
             match foreign {
@@ -475,6 +469,45 @@ pub(crate) fn refill_locked(
     tally.flush(counters);
     out.moved = cur.pos != before_pos || !staging.records.is_empty();
     out
+}
+
+/// Restarts a lapped reader (`cur.pos < span.first`) at the oldest record, under the lock.
+/// Counts what was overwritten when the numbers on both sides can be believed, and marks the
+/// older half of the ring to be skipped (and counted lost) by whichever path reads next: the
+/// oldest records are where writers store next, so a reader restarting there is lapped again
+/// at once.
+pub(crate) fn resync(live: &Live<'_>, cur: &mut Cursor, tally: &mut Tally, counters: &Counters) {
+    let Live { ring, span, .. } = *live;
+    Counters::add(&counters.resyncs, 1);
+    let first = number_at_first(ring, span);
+    let plausible = (span.first - cur.pos) / RECORD_HEADER_SIZE as u64 + 1;
+    let want = cur.next;
+    cur.pos = span.first;
+    cur.next = first;
+    match (want, first) {
+        (Some(want), Some(got))
+            if !before(got, want) && (got.wrapping_sub(want) as u64) <= plausible =>
+        {
+            tally.lost += got.wrapping_sub(want) as u64;
+        }
+        (Some(want), Some(got)) if before(got, want) => {
+            // The oldest record is one we have had: the header claims a lap that the numbers
+            // deny (a scribbled generation). Resume after what we had, never before.
+            let size = ring.size() as u64;
+            while cur.pos < span.end && cur.next.is_some_and(|n| before(n, want)) {
+                let h = ring.read_header((cur.pos % size) as u32);
+                if RecordHeader::classify_len(h.len) == RecordKind::Oversize {
+                    break;
+                }
+                cur.next = number_of(&h, cur.next).map(|n| n.wrapping_add(1));
+                cur.pos += (RECORD_HEADER_SIZE as u32 + h.len) as u64;
+            }
+            return;
+        }
+        _ => Counters::add(&counters.uncounted_resyncs, 1),
+    }
+    let half = ring.size() as u64 / 2;
+    cur.skip_to = span.end.saturating_sub(half).max(cur.pos);
 }
 
 /// The ring under the lock: the header as read and its live span.
@@ -514,10 +547,13 @@ pub(crate) fn refill_unlocked(
     let Some(mut next) = cur.next else {
         return Unlocked::NeedLock;
     };
-    let Some((last, newest)) = newest_record(ring) else {
-        // Writers are publishing faster than we can look, or `last` is garbage (which the
-        // locked path repairs).
-        return Unlocked::NeedLock;
+    let (last, newest) = match newest_record(ring) {
+        Ok(newest) => newest,
+        // Writers are publishing faster than we can look: come back (taking the lock here
+        // would stall the very writers we wait for).
+        Err(Newest::Moving) => return Unlocked::Done(true),
+        // Repaired by the locked path.
+        Err(Newest::Garbage) => return Unlocked::NeedLock,
     };
     // A foreign newest record may still be being written (NetBSD moves `last` first).
     if !writer_numbered(&newest) || RecordHeader::classify_len(newest.len) == RecordKind::Oversize {
@@ -526,14 +562,13 @@ pub(crate) fn refill_unlocked(
     let target = newest.seq.wrapping_add(1);
     let ahead = target.wrapping_sub(next);
     let size = ring.size();
-    let gen = ring.snapshot().gen;
     if ahead == 0 {
         let end_off = ring.advance(last, RECORD_HEADER_SIZE as u32 + newest.len);
         if end_off as u64 != cur.pos % size as u64 {
             // Same number at another place: the ring was re-formatted under us.
             return Unlocked::NeedLock;
         }
-        cur.seen = (last, gen);
+        cur.seen = (last, ring.gen());
         cur.caught_up = true;
         return Unlocked::Done(false);
     }
@@ -562,7 +597,13 @@ pub(crate) fn refill_unlocked(
             *cur = start;
             return Unlocked::NeedLock;
         }
-        let item = stage_record(ring, &header, kind, off, staging, verdict);
+        let item = if pos < cur.skip_to {
+            // The older half of the ring after a resync: lost on purpose (checked below like
+            // every copied record, so the count is of records that really were there).
+            Item::Skipped
+        } else {
+            stage_record(ring, &header, kind, off, staging, verdict)
+        };
         staging.records.push(Staged {
             number: Some(next),
             header,
@@ -602,7 +643,10 @@ pub(crate) fn refill_unlocked(
     tally.flush(counters);
     cur.pos = pos;
     cur.next = Some(next);
-    cur.seen = (last, gen);
+    if !stopped_early {
+        // Only a reader about to sleep needs this (one more load of a contended line).
+        cur.seen = (last, ring.gen());
+    }
     cur.caught_up = !stopped_early;
     Unlocked::Done(true)
 }
@@ -610,21 +654,29 @@ pub(crate) fn refill_unlocked(
 /// The newest record and its offset, read so that they belong together: `last` must not move
 /// while its header is read (else a writer that lapped the ring meanwhile may have put other
 /// bytes there, even a record still being written).
-fn newest_record(ring: &Ring<'_>) -> Option<(u32, RecordHeader)> {
+fn newest_record(ring: &Ring<'_>) -> Result<(u32, RecordHeader), Newest> {
     let mut last = ring.last();
     for _ in 0..64 {
         if last >= ring.size() {
-            return None;
+            return Err(Newest::Garbage);
         }
         let header = ring.read_header(last);
         std::sync::atomic::fence(Ordering::Acquire);
         let again = ring.last();
         if again == last {
-            return Some((last, header));
+            return Ok((last, header));
         }
         last = again;
     }
-    None
+    Err(Newest::Moving)
+}
+
+/// Why the newest record could not be read without the lock.
+enum Newest {
+    /// `last` kept moving.
+    Moving,
+    /// `last` points outside the ring.
+    Garbage,
 }
 
 /// Copies one record's frame into staging if the verdict wants it delivered.
