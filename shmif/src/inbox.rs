@@ -192,9 +192,8 @@ impl Inbox {
         }
         let start = Instant::now();
         while start.elapsed() < STREAM_WAIT {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
+            // Yield, not spin: with more processes than cores the writer may need this CPU.
+            std::thread::yield_now();
             if gap(ring.last()) >= STREAM_GAP {
                 return;
             }
