@@ -1,29 +1,40 @@
 //! Links: what an interface sends frames through and receives them from.
 //!
-//! A shmif link is a bus [`shmif::Port`] owned by its own rx thread, which pushes every frame
-//! into the stack's event channel; the stack thread sends directly through the port's
-//! [`shmif::PortSender`], which also reads the port's bus counters at any time. A tap link
-//! (`virtN`, NetBSD's virt(4)) is the same shape over a host tap device: [`virtif::Tap`] in the
-//! rx thread, [`virtif::TapSender`] for the stack. The `LinkTx` trait lets unit tests capture
-//! frames instead.
+//! A shmif link owns its bus [`shmif::Port`]: the stack thread receives from it directly (no
+//! thread per bus; the node loop sleeps on every bus's futex word at once, see [`crate::node`])
+//! and queues what it sends, so that one step's frames leave with one `send_batch` (one lock,
+//! one wake). On a bus in NetBSD mode a small watcher thread also rings the node's doorbell
+//! when the bus file is written, since NetBSD kernels wake nobody's futex. A tap link (`virtN`,
+//! NetBSD's virt(4)) keeps an rx thread (a tap is a file descriptor) that queues frames on the
+//! node's event channel and rings the doorbell; the stack sends through
+//! [`virtif::TapSender`]. The `LinkTx` trait lets unit tests capture frames instead.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
-use crate::node::Event;
+use crate::node::{Event, EventSender};
 use crate::wire::Mac;
 
 /// Identifies one attachment, so frames still queued from a detached link are recognised.
 pub type LinkId = u64;
 
-/// How often the rx thread wakes up with nothing to read (to notice it should stop).
+/// How often a tap rx thread or a NetBSD-bus watcher wakes up with nothing to read (to notice
+/// it should stop).
 const RX_POLL: Duration = Duration::from_millis(100);
+/// Frames a bus link queues before it sends them without waiting for the end of the step.
+const MAX_QUEUED: usize = 64;
+
 pub trait LinkTx: Send {
     fn send(&self, frame: &[u8]) -> Result<(), String>;
+    /// Sends several frames at once; links that can batch override it.
+    fn send_batch(&self, frames: &[&[u8]]) -> Result<(), String> {
+        frames.iter().try_for_each(|f| self.send(f))
+    }
     /// The link's bus counters as of now (zero for links without a bus).
     fn stats(&self) -> shmif::Stats {
         shmif::Stats::default()
@@ -43,33 +54,12 @@ impl LinkTx for virtif::TapSender {
     }
 }
 
-/// The receiving half an rx thread owns.
-trait LinkRx: Send + 'static {
-    /// The longest frame this link can hand over (the receive buffer's size).
-    const MAX_FRAME: usize;
-    /// One frame into `buf` within `timeout`; `Err` when the link is gone for good.
-    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String>;
-}
-
-impl LinkRx for shmif::Port {
-    const MAX_FRAME: usize = shmif::format::MAX_FRAME;
-    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String> {
-        Ok(shmif::Port::recv(self, buf, timeout).map(|r| r.len))
-    }
-}
-
-impl LinkRx for virtif::Tap {
-    /// The host side may raise the tap's MTU to 64 KiB; such frames reach the stack, which
-    /// counts what it cannot take, rather than being cut here.
-    const MAX_FRAME: usize = 65536;
-    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, String> {
-        virtif::Tap::recv(self, buf, timeout).map_err(|e| e.to_string())
-    }
-}
-
 impl LinkTx for shmif::PortSender {
     fn send(&self, frame: &[u8]) -> Result<(), String> {
         shmif::PortSender::send(self, frame).map_err(|e| e.to_string())
+    }
+    fn send_batch(&self, frames: &[&[u8]]) -> Result<(), String> {
+        shmif::PortSender::send_batch(self, frames).map_err(|e| e.to_string())
     }
     fn stats(&self) -> shmif::Stats {
         shmif::PortSender::stats(self)
@@ -84,19 +74,89 @@ pub struct Link {
     pub linkstr: PathBuf,
     /// The bus of a shmif link, kept to read its mode (which a NetBSD peer can change later).
     bus: Option<Arc<shmif::Bus>>,
+    /// The receiving port of a shmif link, read by the stack thread.
+    port: Option<shmif::Port>,
     tx: Box<dyn LinkTx>,
+    /// Frames of this step not sent yet (bus links only: they go out in one batch).
+    queued: RefCell<Vec<Vec<u8>>>,
+    /// Spare buffers for `queued`, so that a busy link does not allocate per frame.
+    spare: RefCell<Vec<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     /// Frames the rx thread dropped because the stack's queue was full (it increments this).
     rx_queue_drops: Arc<AtomicU64>,
     /// How many of those the stack has already counted as `DropReason::RxQueueFull`.
     pub(crate) rx_queue_drops_counted: u64,
-    /// The rx thread, joined by [`Link::close`].
+    /// The tap rx thread or the NetBSD-bus watcher, joined by [`Link::close`].
     rx_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Link {
+    /// Sends `frame`, or, on a bus link, queues it for [`Link::flush`] at the end of the step.
     pub fn send(&self, frame: &[u8]) -> Result<(), String> {
-        self.tx.send(frame)
+        if self.port.is_none() {
+            return self.tx.send(frame);
+        }
+        if !(shmif::format::MIN_FRAME..=shmif::format::MAX_FRAME).contains(&frame.len()) {
+            // Refused now, with the bus's own reason, rather than lost in a later batch.
+            return self.tx.send(frame);
+        }
+        let mut buf = self.spare.borrow_mut().pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(frame);
+        let full = {
+            let mut q = self.queued.borrow_mut();
+            q.push(buf);
+            q.len() >= MAX_QUEUED
+        };
+        if full {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends what [`Link::send`] queued, in one batch. Returns how many frames failed.
+    pub fn flush(&self) -> Result<(), String> {
+        let mut q = self.queued.borrow_mut();
+        if q.is_empty() {
+            return Ok(());
+        }
+        let frames: Vec<&[u8]> = q.iter().map(|f| f.as_slice()).collect();
+        let result = self.tx.send_batch(&frames);
+        drop(frames);
+        self.spare.borrow_mut().append(&mut q);
+        result
+    }
+
+    /// Frames queued and not sent yet.
+    pub fn queued(&self) -> usize {
+        self.queued.borrow().len()
+    }
+
+    /// The receiving port of a bus link.
+    pub fn port_mut(&mut self) -> Option<&mut shmif::Port> {
+        self.port.as_mut()
+    }
+
+    /// Starts, once, the thread that rings the node's doorbell when a NetBSD kernel writes the
+    /// bus file (NetBSD wakes its readers that way and never touches our futex).
+    pub fn watch_netbsd_bus(&mut self, events: &EventSender) {
+        if self.rx_thread.is_some() {
+            return;
+        }
+        let Some(watch) = self.bus.as_ref().and_then(|b| b.watch()) else {
+            return;
+        };
+        let (stop, bell) = (self.stop.clone(), events.clone());
+        self.rx_thread = std::thread::Builder::new()
+            .name(format!("watch-{}", self.linkstr.display()))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    watch.wait(RX_POLL);
+                    bell.ring();
+                }
+            })
+            .ok();
     }
 
     /// The port's bus counters, read now (they are atomics the port updates as it goes).
@@ -126,7 +186,10 @@ impl Link {
             mac,
             linkstr: PathBuf::from(linkstr),
             bus: None,
+            port: None,
             tx,
+            queued: RefCell::new(Vec::new()),
+            spare: RefCell::new(Vec::new()),
             stop: Arc::new(AtomicBool::new(false)),
             rx_queue_drops: Arc::new(AtomicU64::new(0)),
             rx_queue_drops_counted: 0,
@@ -134,8 +197,8 @@ impl Link {
         }
     }
 
-    /// Stops the rx thread and waits for it (at most one RX_POLL), so the device is closed
-    /// when this returns: re-opening the same tap right after then finds it free.
+    /// Stops the rx or watcher thread and waits for it (at most one RX_POLL), so the device is
+    /// closed when this returns: re-opening the same tap right after then finds it free.
     pub fn close(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.rx_thread.take() {
@@ -143,25 +206,29 @@ impl Link {
         }
     }
 
-    /// Attaches to the bus file at `path` (created as `config` says if missing) and starts the
-    /// rx thread.
+    /// Attaches to the bus file at `path` (created as `config` says if missing). The stack
+    /// thread receives from its port.
     pub fn attach_shmif(
         id: LinkId,
         path: &Path,
         config: &shmif::BusConfig,
-        events: Sender<Event>,
     ) -> Result<Link, shmif::BusError> {
         let bus = shmif::Bus::attach(path, config)?;
         let port = bus.port();
-        let mac = Mac(port.mac());
-        let tx = port.sender();
-        let mut link = Link::start(id, mac, path.to_path_buf(), Box::new(tx), port, events)
-            .map_err(|source| shmif::BusError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        link.bus = Some(bus);
-        Ok(link)
+        Ok(Link {
+            id,
+            mac: Mac(port.mac()),
+            linkstr: path.to_path_buf(),
+            tx: Box::new(port.sender()),
+            port: Some(port),
+            bus: Some(bus),
+            queued: RefCell::new(Vec::new()),
+            spare: RefCell::new(Vec::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+            rx_queue_drops: Arc::new(AtomicU64::new(0)),
+            rx_queue_drops_counted: 0,
+            rx_thread: None,
+        })
     }
 
     /// Opens (or creates) host tap `tap_name` in our own network namespace and starts the rx
@@ -169,7 +236,7 @@ impl Link {
     pub fn attach_tap(
         id: LinkId,
         tap_name: &str,
-        events: Sender<Event>,
+        events: EventSender,
     ) -> Result<Link, virtif::Error> {
         let tap = virtif::Tap::open(&virtif::TapConfig::new(tap_name))?;
         let tx = tap.sender();
@@ -193,8 +260,8 @@ impl Link {
         mac: Mac,
         linkstr: PathBuf,
         tx: Box<dyn LinkTx>,
-        rx: impl LinkRx,
-        events: Sender<Event>,
+        rx: virtif::Tap,
+        events: EventSender,
     ) -> std::io::Result<Link> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_rx = stop.clone();
@@ -203,13 +270,16 @@ impl Link {
         let rx_thread = std::thread::Builder::new()
             .name(format!("rx-{}", linkstr.display()))
             .stack_size(64 * 1024)
-            .spawn(move || rx_loop(id, rx, events, &stop_rx, &drops))?;
+            .spawn(move || tap_rx_loop(id, rx, events, &stop_rx, &drops))?;
         Ok(Link {
             id,
             mac,
             linkstr,
             bus: None,
+            port: None,
             tx,
+            queued: RefCell::new(Vec::new()),
+            spare: RefCell::new(Vec::new()),
             stop,
             rx_queue_drops,
             rx_queue_drops_counted: 0,
@@ -228,20 +298,23 @@ fn random_mac() -> Mac {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        // The rx thread notices within RX_POLL and drops its port.
+        // Frames of this step still queued go out before the port does.
+        let _ = self.flush();
+        // An rx or watcher thread notices within RX_POLL.
         self.stop.store(true, Ordering::Relaxed);
     }
 }
 
-fn rx_loop<R: LinkRx>(
+fn tap_rx_loop(
     id: LinkId,
-    mut rx: R,
-    events: Sender<Event>,
+    mut rx: virtif::Tap,
+    events: EventSender,
     stop: &AtomicBool,
     drops: &AtomicU64,
 ) {
-    // Sized per link kind: a bus port's buffer stays small, which idle node memory shows.
-    let mut buf = vec![0u8; R::MAX_FRAME];
+    // The host side may raise the tap's MTU to 64 KiB; such frames reach the stack, which
+    // counts what it cannot take, rather than being cut here.
+    let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
         match rx.recv(&mut buf, RX_POLL) {
             Ok(Some(len)) => {

@@ -1,6 +1,14 @@
-//! A running node: the event channel, the stack loop, the control socket server and the
-//! optional start-up config. Threads: one rx thread per link, one accept thread, one thread
-//! per control connection, one signal thread; only the stack thread touches the stack.
+//! A running node: the stack loop, the event channel and its doorbell, the control socket
+//! server and the optional start-up config.
+//!
+//! The stack thread owns the stack and every bus port. It receives from the ports itself, and
+//! sleeps in one `futex_waitv` on the wake word of every attached bus plus the doorbell, a
+//! process-private futex word that whoever queues an event (control connections, tap rx
+//! threads, the signal thread, NetBSD-bus watchers) rings; the next timer deadline is the
+//! timeout. After a wakeup it drains the ports in batches, then the channel, runs timers and
+//! sends each link's queued frames in one batch. An idle node with no timer due sleeps without
+//! waking. Other threads: one accept thread, one per control connection, one signal thread, one
+//! rx thread per tap link, one watcher per bus in NetBSD mode.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -12,7 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, SendError, Sender, TryRecvError, TrySendError,
+};
+use rustix::thread::futex;
 
 use crate::cmd::{self, Output};
 use crate::control::{Reply, Request, MAX_REQUEST_LINE};
@@ -33,10 +44,88 @@ pub enum Event {
     Shutdown,
 }
 
+/// The stack thread's doorbell: a process-private futex word it sleeps on beside the buses. The
+/// low 31 bits count rings (so a ring between arming and sleeping changes the word); the top
+/// bit says the stack thread is (about to be) asleep, so ringers make a system call only then.
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    word: std::sync::atomic::AtomicU32,
+}
+
+const ASLEEP: u32 = 1 << 31;
+
+impl Doorbell {
+    pub fn ring(&self) {
+        let before = self
+            .word
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some((v & ASLEEP) | ((v + 1) & !ASLEEP))
+            })
+            .unwrap_or_else(|v| v);
+        if before & ASLEEP != 0 {
+            let _ = futex::wake(&self.word, futex::Flags::PRIVATE, 1);
+        }
+    }
+
+    /// Marks the stack thread asleep; returns the value to wait on.
+    fn arm(&self) -> u32 {
+        self.word.fetch_or(ASLEEP, Ordering::SeqCst) | ASLEEP
+    }
+
+    fn disarm(&self) {
+        self.word.fetch_and(!ASLEEP, Ordering::SeqCst);
+    }
+}
+
+/// The sending end of the stack's event channel: every send rings the doorbell.
+#[derive(Clone)]
+pub struct EventSender {
+    tx: Sender<Event>,
+    bell: Arc<Doorbell>,
+}
+
+impl EventSender {
+    pub fn send(&self, ev: Event) -> Result<(), SendError<Event>> {
+        self.tx.send(ev)?;
+        self.bell.ring();
+        Ok(())
+    }
+
+    pub fn try_send(&self, ev: Event) -> Result<(), TrySendError<Event>> {
+        self.tx.try_send(ev)?;
+        self.bell.ring();
+        Ok(())
+    }
+
+    /// Wakes the stack thread without an event (something outside the channel changed).
+    pub fn ring(&self) {
+        self.bell.ring();
+    }
+}
+
+/// A new event channel for a stack: the sender for whoever feeds it, the stack thread's end.
+pub fn event_channel() -> (EventSender, Inbox) {
+    let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
+    let bell = Arc::new(Doorbell::default());
+    (
+        EventSender {
+            tx,
+            bell: bell.clone(),
+        },
+        Inbox::new(rx, bell),
+    )
+}
+
 /// Frames queued for the stack before rx threads start dropping (and counting) them.
 const EVENT_QUEUE: usize = 4096;
-/// Longest sleep with no timer due.
-const IDLE: Duration = Duration::from_secs(10);
+/// Frames taken from one port per step before the others get their turn.
+const PORT_BATCH: usize = 64;
+/// Events taken from the channel per step before timers run.
+const EVENT_BATCH: usize = 256;
+/// `futex_waitv` takes at most 128 words; one is the doorbell. Buses beyond that are polled:
+/// the sleep is cut to [`POLL_BEYOND_WAITV`] so they are looked at that often.
+const MAX_WAITV_BUSES: usize = 127;
+const POLL_BEYOND_WAITV: Duration = Duration::from_millis(1);
 /// Control connections served at once.
 const MAX_CONNECTIONS: usize = 64;
 /// After a step that sent frames, the stack thread polls its channel this long (yielding the
@@ -58,9 +147,8 @@ pub struct Options {
 
 /// Runs a node until `halt` or SIGTERM. `ready` is called once the socket is listening.
 pub fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
-    let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
+    let (tx, mut inbox) = event_channel();
     let mut stack = Stack::new(Some(tx.clone()));
-    let mut inbox = Inbox::new(rx);
     if let Some(cfg) = &opts.config {
         run_config(&mut stack, &mut inbox, cfg)?;
     }
@@ -110,89 +198,189 @@ pub fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Handles one event (and whatever else is queued), then runs timers. False: stop.
+/// One turn of the stack loop: takes what the ports and the channel have, runs timers and
+/// sends; sleeps first if nothing was waiting. False: stop.
 fn step(stack: &mut Stack, inbox: &mut Inbox) -> bool {
-    let wait = stack
-        .next_deadline()
-        .map_or(IDLE, |d| d.saturating_duration_since(Instant::now()))
-        .min(IDLE);
     let sent_before = stack.stats.counters.ether_out;
-    let first = match inbox.next(wait) {
-        Ok(ev) => ev,
-        Err(Disconnected) => return false,
-    };
-    if let Some(ev) = first {
-        if !handle(stack, ev) {
-            return false;
-        }
-        // Take what else is queued before running timers, bounded so timers still run.
-        for _ in 0..256 {
-            match inbox.rx.try_recv() {
-                Ok(ev) => {
-                    if !handle(stack, ev) {
-                        return false;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
+    let (worked, go_on) = work(stack, inbox);
+    if !go_on {
+        return false;
     }
-    stack.poll(Instant::now());
     inbox
         .spin
         .stepped(stack.stats.counters.ether_out != sent_before);
+    if !worked && !stack.halt_requested {
+        inbox.sleep(stack);
+    }
     !stack.halt_requested
 }
 
-/// Every event sender is gone.
-struct Disconnected;
+/// Everything waiting now: frames on every port (a batch each), events, timers, then each
+/// link's queued frames in one batch. Returns (found anything, keep running).
+fn work(stack: &mut Stack, inbox: &mut Inbox) -> (bool, bool) {
+    let now = Instant::now();
+    let mut worked = false;
+    // Copied out first: the stack cannot be borrowed for input while a port in it is.
+    inbox.frames.clear();
+    for (link, port) in stack.bus_ports() {
+        for _ in 0..PORT_BATCH {
+            let at = inbox.frames.bytes.len();
+            inbox.frames.bytes.resize(at + shmif::format::MAX_FRAME, 0);
+            match port.try_recv(&mut inbox.frames.bytes[at..]) {
+                Some(r) => {
+                    inbox.frames.bytes.truncate(at + r.len);
+                    inbox.frames.spans.push((link, at, r.len));
+                }
+                None => {
+                    inbox.frames.bytes.truncate(at);
+                    break;
+                }
+            }
+        }
+    }
+    for i in 0..inbox.frames.spans.len() {
+        let (link, at, len) = inbox.frames.spans[i];
+        input(stack, now, link, &inbox.frames.bytes[at..at + len]);
+        worked = true;
+    }
+    for _ in 0..EVENT_BATCH {
+        match inbox.rx.try_recv() {
+            Ok(ev) => {
+                worked = true;
+                if !handle(stack, ev) {
+                    return (worked, false);
+                }
+            }
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => return (worked, false),
+        }
+    }
+    stack.poll(Instant::now());
+    stack.flush_links();
+    (worked, true)
+}
 
-/// The stack thread's end of the event channel.
-struct Inbox {
+/// One frame into the stack. A bug in a protocol path must not take the node down; it is
+/// counted and logged.
+fn input(stack: &mut Stack, now: Instant, link: LinkId, frame: &[u8]) {
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| stack.handle_frame(now, link, frame)));
+    if r.is_err() {
+        tracing::error!("panic while handling a frame of {} bytes", frame.len());
+        stack.stats.drop(crate::stats::DropReason::InternalError);
+    }
+}
+
+/// Frames copied out of the ports in one step: one buffer, and (link, start, length) each.
+#[derive(Default)]
+struct FrameBatch {
+    bytes: Vec<u8>,
+    spans: Vec<(LinkId, usize, usize)>,
+}
+
+impl FrameBatch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+    }
+}
+
+/// The stack thread's end of the event channel, and how it sleeps.
+pub struct Inbox {
     rx: Receiver<Event>,
+    bell: Arc<Doorbell>,
     spin: SpinAfterSend,
+    frames: FrameBatch,
+    /// The futex words of one sleep, kept to reuse the allocation.
+    waits: Vec<futex::Wait>,
 }
 
 impl Inbox {
-    fn new(rx: Receiver<Event>) -> Inbox {
+    fn new(rx: Receiver<Event>, bell: Arc<Doorbell>) -> Inbox {
         Inbox {
             rx,
+            bell,
             spin: SpinAfterSend::default(),
+            frames: FrameBatch::default(),
+            waits: Vec::new(),
         }
     }
 
-    /// The next event within `wait`; polls for up to [`SPIN_AFTER_SEND`] first when the last
-    /// step sent frames (and polling has been paying off).
-    fn next(&mut self, wait: Duration) -> Result<Option<Event>, Disconnected> {
-        let mut wait = wait;
+    /// Sleeps until a bus has news, an event is queued or the next timer is due. After a step
+    /// that sent frames it first polls for up to [`SPIN_AFTER_SEND`] (while that keeps paying
+    /// off): an answer that comes back in that time finds the thread awake.
+    fn sleep(&mut self, stack: &mut Stack) {
         if self.spin.should_spin() {
             let start = Instant::now();
-            let window = SPIN_AFTER_SEND.min(wait);
             loop {
-                match self.rx.try_recv() {
-                    Ok(ev) => {
-                        self.spin.outcome(true);
-                        return Ok(Some(ev));
-                    }
-                    Err(TryRecvError::Disconnected) => return Err(Disconnected),
-                    Err(TryRecvError::Empty) => {}
+                if !self.rx.is_empty() || stack.bus_ports().any(|(_, p)| p.has_news()) {
+                    self.spin.outcome(true);
+                    return;
                 }
-                let spent = start.elapsed();
-                if spent >= window {
+                if start.elapsed() >= SPIN_AFTER_SEND {
                     self.spin.outcome(false);
-                    wait = wait.saturating_sub(spent);
                     break;
                 }
-                // Other threads of this node (the rx thread that will bring the answer) or of
-                // its peers may need this CPU more; on a 2-CPU machine a pure spin was slower.
+                // Other threads of this node or of its peers may need this CPU more; on a
+                // 2-CPU machine a pure spin was slower.
                 std::thread::yield_now();
             }
         }
-        match self.rx.recv_timeout(wait) {
-            Ok(ev) => Ok(Some(ev)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(Disconnected),
+        let mut deadline = stack.next_deadline();
+        self.waits.clear();
+        let mut polled = false;
+        for (_, port) in stack.bus_ports() {
+            if self.waits.len() >= MAX_WAITV_BUSES {
+                polled = true;
+                continue;
+            }
+            match port.prepare_sleep() {
+                shmif::Sleep::Ready => return,
+                shmif::Sleep::Futex { word, value } => {
+                    let mut w = futex::Wait::new();
+                    w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+                    w.val = value as u64;
+                    w.flags = futex::WaitFlags::SIZE_U32;
+                    self.waits.push(w);
+                }
+            }
         }
+        if polled {
+            let soon = Instant::now() + POLL_BEYOND_WAITV;
+            deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
+        }
+        // NetBSD kernels wake nobody's futex: a watcher thread rings the doorbell for them.
+        stack.watch_netbsd_buses();
+        let bell = self.bell.arm();
+        if !self.rx.is_empty() {
+            self.bell.disarm();
+            return;
+        }
+        let mut w = futex::Wait::new();
+        w.uaddr = futex::WaitPtr::new(self.bell.word.as_ptr().cast());
+        w.val = bell as u64;
+        w.flags = futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE;
+        self.waits.push(w);
+        let timeout = deadline.map(monotonic_timespec);
+        // EAGAIN (a word changed), EINTR, ETIMEDOUT and a wake all mean: look again.
+        let _ = futex::waitv(
+            &self.waits,
+            futex::WaitvFlags::empty(),
+            timeout.as_ref(),
+            rustix::time::ClockId::Monotonic,
+        );
+        self.bell.disarm();
+    }
+}
+
+/// `deadline` as an absolute CLOCK_MONOTONIC time (what `futex_waitv` takes; `Instant` is that
+/// clock on Linux, but does not expose it).
+fn monotonic_timespec(deadline: Instant) -> rustix::time::Timespec {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let nanos = now.tv_nsec as u64 + left.subsec_nanos() as u64;
+    rustix::time::Timespec {
+        tv_sec: now.tv_sec + left.as_secs() as i64 + (nanos / 1_000_000_000) as i64,
+        tv_nsec: (nanos % 1_000_000_000) as i64,
     }
 }
 
@@ -240,16 +428,7 @@ impl SpinAfterSend {
 fn handle(stack: &mut Stack, ev: Event) -> bool {
     let now = Instant::now();
     match ev {
-        Event::Frame { link, frame } => {
-            // A bug in a protocol path must not take the node down; it is counted and logged.
-            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                stack.handle_frame(now, link, &frame)
-            }));
-            if r.is_err() {
-                tracing::error!("panic while handling a frame of {} bytes", frame.len());
-                stack.stats.drop(crate::stats::DropReason::InternalError);
-            }
-        }
+        Event::Frame { link, frame } => input(stack, now, link, &frame),
         Event::Command {
             req,
             reply,
@@ -342,7 +521,7 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(l)
 }
 
-fn accept_loop(listener: UnixListener, tx: Sender<Event>, in_flight: Arc<AtomicUsize>) {
+fn accept_loop(listener: UnixListener, tx: EventSender, in_flight: Arc<AtomicUsize>) {
     let connections = Arc::new(AtomicUsize::new(0));
     let me = rustix::process::getuid();
     for stream in listener.incoming() {
@@ -450,7 +629,7 @@ fn read_line(r: &mut BufReader<UnixStream>, buf: &mut Vec<u8>) -> std::io::Resul
     Ok(Line::Got)
 }
 
-fn serve(stream: UnixStream, tx: &Sender<Event>, in_flight: &AtomicUsize) {
+fn serve(stream: UnixStream, tx: &EventSender, in_flight: &AtomicUsize) {
     let Ok(read_half) = stream.try_clone() else {
         return;
     };

@@ -413,10 +413,29 @@ impl Bus {
         sync::lock(&self.mem, &|| self.still_mapped())
     }
 
+    /// A watch on the bus file that wakes when anyone writes it with `write(2)`: how NetBSD
+    /// kernels wake their readers (they never touch our futex). `None` if inotify refuses.
+    pub fn watch(&self) -> Option<BusWatch> {
+        crate::wake::inotify_watch(&self.path).map(|fd| BusWatch { fd })
+    }
+
     /// NetBSD's `dowakeup()`: a real write of the version word, so that NetBSD kernels (which
     /// sleep on kqueue/inotify, not on our futex) notice new frames.
     pub(crate) fn wake_netbsd(&self) {
         let _ = rustix::io::pwrite(&self.file, &VERSION.to_ne_bytes(), OFF_VERSION as u64);
+    }
+}
+
+/// See [`Bus::watch`].
+#[derive(Debug)]
+pub struct BusWatch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl BusWatch {
+    /// Sleeps until the bus file is written or `timeout` passes.
+    pub fn wait(&self, timeout: std::time::Duration) {
+        crate::wake::inotify_wait(&self.fd, timeout);
     }
 }
 

@@ -225,6 +225,23 @@ impl Inbox {
         true
     }
 
+    /// Gets ready for the caller to sleep on the bus's futex word (see [`crate::Sleep`]): the
+    /// value to wait on, or `None` if frames are waiting or a writer may have published.
+    pub(crate) fn prepare_sleep(&self, bus: &Bus) -> Option<u32> {
+        if self.staging.pending() || self.cursor.has_news(&bus.mem) {
+            return None;
+        }
+        let value = sync::arm_waiters(&bus.mem);
+        // Re-checked after the bit is set: a writer that published in between is seen here, one
+        // that publishes later changes the word.
+        (!self.cursor.has_news(&bus.mem)).then_some(value)
+    }
+
+    /// Whether a frame may be waiting (cheap; for polling between sleeps).
+    pub(crate) fn has_news(&self, bus: &Bus) -> bool {
+        self.staging.pending() || self.cursor.has_news(&bus.mem)
+    }
+
     /// The next staged frame, refilling the staging area with `refill` (which returns whether
     /// it found anything new) as needed.
     pub(crate) fn try_recv(

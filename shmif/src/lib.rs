@@ -32,7 +32,7 @@ mod scan;
 mod sync;
 mod wake;
 
-pub use bus::{Bus, BusConfig, BusError, HeaderInfo};
-pub use port::{Port, PortSender, Received, SendError};
+pub use bus::{Bus, BusConfig, BusError, BusWatch, HeaderInfo};
+pub use port::{Port, PortSender, Received, SendError, Sleep};
 pub use reader::Reader;
 pub use scan::Stats;

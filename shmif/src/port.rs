@@ -2,6 +2,7 @@
 //! frames of every other sender, filtered on destination MAC unless promiscuous.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,18 @@ pub enum SendError {
     #[error("{}: bus file truncated (by a NetBSD kernel attaching to a bus that is not 1 MiB?); nothing more can be sent on it", path.display())]
     Truncated { path: PathBuf },
 }
+/// How to sleep until a port may have a frame (from [`Port::prepare_sleep`]).
+#[derive(Debug)]
+pub enum Sleep<'a> {
+    /// Frames are waiting, or a writer may just have published: receive instead.
+    Ready,
+    /// Sleep while `word` holds `value`: a futex in the shared bus mapping (wait without
+    /// `FUTEX_PRIVATE_FLAG`), which every shmlab writer wakes after publishing. NetBSD kernels
+    /// do not: on a bus in NetBSD mode ([`crate::Bus::netbsd_mode`]) also watch the file
+    /// ([`crate::Bus::watch`]).
+    Futex { word: &'a AtomicU32, value: u32 },
+}
+
 /// A frame handed out by [`Port::recv`] or [`crate::Reader::recv`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Received {
@@ -137,6 +150,25 @@ impl Port {
         let (shared, promiscuous) = (&self.tx.shared, self.promiscuous);
         self.inbox
             .try_recv(buf, |inbox| refill(shared, promiscuous, inbox))
+    }
+
+    /// Gets ready to sleep until a writer publishes on this port's bus, for callers that wait on
+    /// several things at once (one `futex_waitv` over many buses). Call it after
+    /// [`Port::try_recv`] returned `None`, then sleep on the word unless told `Ready`.
+    pub fn prepare_sleep(&mut self) -> Sleep<'_> {
+        let bus = &self.tx.shared.bus;
+        match self.inbox.prepare_sleep(bus) {
+            Some(value) => Sleep::Futex {
+                word: bus.mem.word(crate::format::OFF_SPARE),
+                value,
+            },
+            None => Sleep::Ready,
+        }
+    }
+
+    /// Whether a frame may be waiting, without reading it (for polling between sleeps).
+    pub fn has_news(&self) -> bool {
+        self.inbox.has_news(&self.tx.shared.bus)
     }
 
     /// The next frame, sleeping up to `timeout` for one.

@@ -189,6 +189,13 @@ impl Staging {
         self.used >= STAGING_BYTES || self.records.len() >= STAGING_RECORDS
     }
 
+    /// Whether staged frames are still waiting to be handed out.
+    pub(crate) fn pending(&self) -> bool {
+        self.records[self.next..]
+            .iter()
+            .any(|r| matches!(r.item, Item::Frame { .. }))
+    }
+
     /// Hands out the next staged frame (already accounted for), copying it into `buf`.
     pub(crate) fn deliver(&mut self, buf: &mut [u8]) -> Option<Received> {
         while let Some(rec) = self.records.get(self.next) {

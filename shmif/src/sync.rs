@@ -275,6 +275,21 @@ pub(crate) fn set_netbsd_mode(mem: &BusMemory) {
     }
 }
 
+/// Announces a sleeper: sets the waiters bit and returns the value of `spare` to wait on. A
+/// writer that publishes after this changes `spare` and, seeing the bit, calls FUTEX_WAKE.
+pub(crate) fn arm_waiters(mem: &BusMemory) -> u32 {
+    let spare = mem.word(OFF_SPARE);
+    let mut seen = spare.load(Ordering::SeqCst);
+    while seen & WAITERS == 0 {
+        match spare.compare_exchange_weak(seen, seen | WAITERS, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => return seen | WAITERS,
+            Err(now) => seen = now,
+        }
+    }
+    seen
+}
+
 /// Sleeps until a writer releases the lock or `timeout` passes, unless `has_data` turns true
 /// once the waiters bit is set (which closes the race with a writer that just published).
 pub(crate) fn wait_for_data(
@@ -283,20 +298,7 @@ pub(crate) fn wait_for_data(
     has_data: impl Fn() -> bool,
 ) -> bool {
     let spare = mem.word(OFF_SPARE);
-    let mut seen = spare.load(Ordering::SeqCst);
-    loop {
-        if seen & WAITERS != 0 {
-            break;
-        }
-        match spare.compare_exchange_weak(seen, seen | WAITERS, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => {
-                seen |= WAITERS;
-                break;
-            }
-            Err(now) => seen = now,
-        }
-    }
+    let seen = arm_waiters(mem);
     if has_data() {
         return true;
     }

@@ -17,12 +17,10 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
 use crate::apps::{Job, JobSlot};
 use crate::cmd::Output;
 use crate::link::{Link, LinkId};
-use crate::node::Event;
+use crate::node::EventSender;
 use crate::stats::Stats;
 
 pub use ip::{IcmpEvent, OutIp};
@@ -161,8 +159,8 @@ pub struct Stack {
     next_ident: u16,
     /// Datagrams sent to one of our own addresses, delivered on the next poll.
     loopback: VecDeque<Vec<u8>>,
-    /// Given to rx threads of links this stack attaches.
-    events: Option<Sender<Event>>,
+    /// Given to tap rx threads and NetBSD-bus watchers of links this stack attaches.
+    events: Option<EventSender>,
     pub halt_requested: bool,
 }
 
@@ -223,7 +221,7 @@ pub enum IfError {
 
 impl Stack {
     /// A stack whose links report to `events` (None in unit tests that attach custom links).
-    pub fn new(events: Option<Sender<Event>>) -> Stack {
+    pub fn new(events: Option<EventSender>) -> Stack {
         let seed = std::process::id() as u16;
         Stack {
             ifaces: Vec::new(),
@@ -309,17 +307,12 @@ impl Stack {
         }
         self.collect_link_drops();
         self.iface_mut(name)?;
-        let events = self
-            .events
-            .clone()
-            .ok_or_else(|| IfError::NoEventChannel(name.into()))?;
-        let link = Link::attach_shmif(self.next_link, path, config, events).map_err(|source| {
-            IfError::Attach {
+        let link =
+            Link::attach_shmif(self.next_link, path, config).map_err(|source| IfError::Attach {
                 name: name.to_string(),
                 path: path.display().to_string(),
                 source,
-            }
-        })?;
+            })?;
         self.install_link(name, link)
     }
 
@@ -451,6 +444,45 @@ impl Stack {
 
     pub fn jobs_running(&self) -> usize {
         self.jobs.len()
+    }
+
+    /// The receiving ports of every bus link, for the node loop to drain and sleep on.
+    pub fn bus_ports(&mut self) -> impl Iterator<Item = (LinkId, &mut shmif::Port)> {
+        self.ifaces.iter_mut().filter_map(|i| {
+            let link = i.link.as_mut()?;
+            let id = link.id;
+            link.port_mut().map(|p| (id, p))
+        })
+    }
+
+    /// Sends every link's queued frames (one batch per bus). Frames a link could not send
+    /// are counted as `LinkSendFailed`.
+    pub fn flush_links(&mut self) {
+        for i in &mut self.ifaces {
+            let Some(link) = i.link.as_ref() else {
+                continue;
+            };
+            let queued = link.queued() as u64;
+            if let Err(e) = link.flush() {
+                i.counters.oerrors += queued;
+                tracing::warn!("{}: send failed: {e}", i.name);
+                self.stats.drops[crate::stats::DropReason::LinkSendFailed as usize] += queued;
+            }
+        }
+    }
+
+    /// Starts a doorbell-ringing watcher on every bus link whose bus is in NetBSD mode (once).
+    pub fn watch_netbsd_buses(&mut self) {
+        let Some(events) = self.events.as_ref() else {
+            return;
+        };
+        for i in &mut self.ifaces {
+            if let Some(link) = i.link.as_mut() {
+                if link.netbsd_mode() == Some(true) {
+                    link.watch_netbsd_bus(events);
+                }
+            }
+        }
     }
 
     /// Handles one frame from link `link`. Frames from links since detached are ignored.
