@@ -440,6 +440,18 @@ pub(crate) fn refill_locked(
             cur.next = next_number(ring, snap, span, None);
             break;
         }
+        if let (true, Some(want)) = (writer_numbered(&header), cur.next) {
+            if before(header.seq, want) {
+                // Numbers only grow along the ring: a record numbered before what we have had
+                // is one we had (made visible again by a scribbled header) or garbage. Never
+                // delivered, and our numbering does not go back.
+                if kind != RecordKind::Placeholder {
+                    tally.corrupt += 1;
+                }
+                cur.pos = end;
+                continue;
+            }
+        }
         let number = number_of(&header, cur.next);
         if cur.pos < cur.skip_to {
             // The older half of the ring after a resync: lost on purpose.
@@ -508,6 +520,10 @@ pub(crate) fn resync(live: &Live<'_>, cur: &mut Cursor, tally: &mut Tally, count
                 }
                 cur.next = number_of(&h, cur.next).map(|n| n.wrapping_add(1));
                 cur.pos += (RECORD_HEADER_SIZE as u32 + h.len) as u64;
+            }
+            // Reached the end without meeting what comes after: expect that still.
+            if cur.next.is_some_and(|n| before(n, want)) {
+                cur.next = Some(want);
             }
             return;
         }
