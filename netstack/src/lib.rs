@@ -2,11 +2,12 @@
 //! `rump_server`).
 //!
 //! Data flows through the modules in this order:
-//! - [`link`]: an rx thread per interface reads its bus [`shmif::Port`] (`shmifN`) or host tap
-//!   [`virtif::Tap`] (`virtN`) and queues frames on the node's event channel; the stack sends
-//!   through the matching sender half.
-//! - [`node`]: the event loop. One stack thread takes frames, control commands and timer
-//!   deadlines; a control thread serves the Unix socket ([`control`] protocol).
+//! - [`link`]: a bus link owns its [`shmif::Port`] (`shmifN`), read by the stack thread, and
+//!   sends a step's frames in one batch; a host tap [`virtif::Tap`] (`virtN`) has an rx thread
+//!   that queues frames on the node's event channel.
+//! - [`node`]: the loop. One stack thread drains the ports and the channel (frames from taps,
+//!   control commands), runs timers and sleeps in one `futex_waitv` on every bus and a
+//!   doorbell; a control thread serves the Unix socket ([`control`] protocol).
 //! - [`stack`]: all protocol state, owned by that one thread: Ethernet and ARP (`l2`), IPv4
 //!   input/forwarding/output with fragmentation and reassembly, ICMP, a UDP stub (`ip`), and
 //!   the tables they use ([`stack::route`], [`stack::arp`], [`stack::reasm`]).
