@@ -74,7 +74,7 @@ impl Inbox {
             return;
         };
         let ring = Ring::new(&bus.mem);
-        let snap = repair_if_needed(&ring, guard.how, counters);
+        let snap = repair_if_needed(&ring, guard.how, counters, self.cursor.floor);
         if let Some(Acquired::Broken(reason)) = bus
             .attach_recovery
             .lock()
@@ -136,7 +136,7 @@ impl Inbox {
             return false;
         };
         let ring = Ring::new(&bus.mem);
-        let snap = repair_if_needed(&ring, guard.how, counters);
+        let snap = repair_if_needed(&ring, guard.how, counters, self.cursor.floor);
         let Ok(span) = ring.span(&snap) else {
             return false;
         };
@@ -207,7 +207,7 @@ impl Inbox {
             return false;
         };
         let ring = Ring::new(&bus.mem);
-        let snap = repair_if_needed(&ring, guard.how, counters);
+        let snap = repair_if_needed(&ring, guard.how, counters, self.cursor.floor);
         let Ok(span) = ring.span(&snap) else {
             return false;
         };

@@ -257,7 +257,8 @@ impl PortSender {
         };
         let mut guard = bus.lock().map_err(|_| truncated())?;
         let ring = Ring::new(mem);
-        let mut snap = repair_if_needed(&ring, guard.how, counters);
+        let floor = bus.number_hint.get().map(|h| h.next);
+        let mut snap = repair_if_needed(&ring, guard.how, counters, floor);
         let mut number = starting_number(&ring, &snap, bus.number_hint.get());
         let mut bytes = 0u64;
         let mut next = None;
@@ -385,10 +386,14 @@ pub(crate) fn count_break(counters: &Counters, reason: BreakReason) {
 
 /// Under the lock: the header, after a full check and repair if the previous holder was given
 /// up on or the cheap check fails.
+/// `floor`: numbers below it were used, as far as the caller knows; a re-format carries on from
+/// there when the header no longer says (readers never take numbers they have had for new
+/// records).
 pub(crate) fn repair_if_needed(
     ring: &Ring<'_>,
     acquired: Acquired,
     counters: &Counters,
+    floor: Option<u32>,
 ) -> HeaderSnapshot {
     let mut snap = ring.snapshot();
     let sound = match acquired {
@@ -403,7 +408,8 @@ pub(crate) fn repair_if_needed(
             Ok(span) => scan::next_number(ring, &snap, span, None).map(|n| n.wrapping_sub(1)),
             Err(_) => None,
         };
-        reset_ring(ring, &mut snap, last_number.unwrap_or(0), counters);
+        let known = last_number.or(floor.map(|f| f.wrapping_sub(1)));
+        reset_ring(ring, &mut snap, known.unwrap_or(0), counters);
     }
     snap
 }

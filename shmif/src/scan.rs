@@ -354,6 +354,31 @@ pub(crate) struct Cursor {
     pub caught_up: bool,
     /// After a resync: records before this absolute position are skipped and counted lost.
     pub skip_to: u64,
+    /// One past the highest number this cursor has accounted for; never goes down.
+    pub floor: Option<u32>,
+    /// After the header was seen to lie (it went backwards, or claimed a lap the numbers deny),
+    /// positions cannot be trusted to tell old records from new ones until the cursor is a
+    /// whole ring past this: meanwhile a record numbered below `floor` is taken for one already
+    /// had and never delivered. (Outside such times a lower number is a writer that lost count,
+    /// after a ring of NetBSD records only, and is taken over.)
+    pub wary_until: u64,
+}
+
+impl Cursor {
+    /// Whether `n` is a number this cursor has had and must not deliver again.
+    pub(crate) fn had(&self, n: u32, ring: &Ring<'_>) -> bool {
+        self.pos < self.wary_until
+            && self.floor.is_some_and(|f| {
+                before(n, f) && f.wrapping_sub(n) <= ring.size() / RECORD_HEADER_SIZE as u32
+            })
+    }
+
+    fn raise_floor(&mut self, n: u32) {
+        let next = n.wrapping_add(1);
+        if self.floor.is_none_or(|f| before(f, next)) {
+            self.floor = Some(next);
+        }
+    }
 }
 
 impl Cursor {
@@ -366,6 +391,8 @@ impl Cursor {
             seen: (snap.last, snap.gen),
             caught_up: true,
             skip_to: 0,
+            floor: None,
+            wary_until: 0,
         }
     }
 
@@ -377,6 +404,8 @@ impl Cursor {
             seen: (snap.last, snap.gen),
             caught_up: span.first == span.end,
             skip_to: 0,
+            floor: None,
+            wary_until: 0,
         }
     }
 
@@ -421,7 +450,10 @@ pub(crate) fn refill_locked(
         // The header went backwards: a foreign process re-formatted or scribbled on it. Going
         // back to `first` could deliver again what we delivered: skip to the newest instead.
         Counters::add(&counters.corrupt, 1);
+        let floor = cur.floor;
         *cur = Cursor::at_end(ring, snap, span);
+        cur.floor = floor;
+        cur.wary_until = cur.pos + ring.size() as u64;
         return Locked { moved: true, ..out };
     }
     if cur.pos < span.first {
@@ -440,17 +472,15 @@ pub(crate) fn refill_locked(
             cur.next = next_number(ring, snap, span, None);
             break;
         }
-        if let (true, Some(want)) = (writer_numbered(&header), cur.next) {
-            if before(header.seq, want) {
-                // Numbers only grow along the ring: a record numbered before what we have had
-                // is one we had (made visible again by a scribbled header) or garbage. Never
-                // delivered, and our numbering does not go back.
-                if kind != RecordKind::Placeholder {
-                    tally.corrupt += 1;
-                }
-                cur.pos = end;
-                continue;
+        if writer_numbered(&header) && cur.had(header.seq, ring) {
+            // Numbers only grow along the ring: while the header is not to be trusted, a record
+            // numbered before what we have had is one we had, made visible again. Never
+            // delivered, and our numbering does not go back.
+            if kind != RecordKind::Placeholder {
+                tally.corrupt += 1;
             }
+            cur.pos = end;
+            continue;
         }
         let number = number_of(&header, cur.next);
         if cur.pos < cur.skip_to {
@@ -481,6 +511,9 @@ pub(crate) fn refill_locked(
             header,
             item,
         });
+        if let Some(n) = number {
+            cur.raise_floor(n);
+        }
         cur.pos = end;
         cur.next = number.map(|n| n.wrapping_add(1));
     }
@@ -525,6 +558,7 @@ pub(crate) fn resync(live: &Live<'_>, cur: &mut Cursor, tally: &mut Tally, count
             if cur.next.is_some_and(|n| before(n, want)) {
                 cur.next = Some(want);
             }
+            cur.wary_until = span.end + size;
             return;
         }
         _ => Counters::add(&counters.uncounted_resyncs, 1),
@@ -614,6 +648,7 @@ pub(crate) fn refill_unlocked(
             || !is_shmlab_sender(header.sender)
             || kind == RecordKind::Oversize
             || kind == RecordKind::Placeholder
+            || cur.had(next, ring)
         {
             // Lapped, a foreign record, or a re-formatted ring: the locked path decides.
             staging.clear();
@@ -666,6 +701,11 @@ pub(crate) fn refill_unlocked(
     tally.flush(counters);
     cur.pos = pos;
     cur.next = Some(next);
+    if let Some(rec) = staging.records.last() {
+        if let Some(n) = rec.number {
+            cur.raise_floor(n);
+        }
+    }
     if !stopped_early {
         // Only a reader about to sleep needs this (one more load of a contended line).
         cur.seen = (last, ring.gen());
