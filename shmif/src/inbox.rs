@@ -186,7 +186,13 @@ impl Inbox {
     fn let_writers_ahead(&self, ring: &Ring<'_>) {
         let size = ring.size();
         let mine = (self.cursor.pos % size as u64) as u32;
-        let gap = |last: u32| (last + size - mine) % size;
+        // A garbage `last` (beyond the ring) counts as far ahead: the refill deals with it.
+        let gap = |last: u32| {
+            if last >= size {
+                return u32::MAX;
+            }
+            (last + size - mine) % size
+        };
         if gap(ring.last()) >= STREAM_GAP {
             return;
         }
