@@ -356,18 +356,19 @@ pub(crate) struct Cursor {
     pub skip_to: u64,
     /// One past the highest number this cursor has accounted for; never goes down.
     pub floor: Option<u32>,
-    /// After the header was seen to lie (it went backwards, or claimed a lap the numbers deny),
-    /// positions cannot be trusted to tell old records from new ones until the cursor is a
-    /// whole ring past this: meanwhile a record numbered below `floor` is taken for one already
-    /// had and never delivered. (Outside such times a lower number is a writer that lost count,
-    /// after a ring of NetBSD records only, and is taken over.)
-    pub wary_until: u64,
+    /// After the header was seen to lie (it went backwards, or claimed a lap the numbers deny)
+    /// or the ring was re-formatted, positions cannot be trusted to tell old records from new
+    /// ones for as many records as a ring holds: meanwhile a record numbered below `floor` is
+    /// taken for one already had and never delivered. (Outside such times a lower number is a
+    /// writer that lost count, after a ring of NetBSD records only, and is taken over.) Counted
+    /// in records, not bytes, because the positions are what cannot be trusted.
+    pub wary: u32,
 }
 
 impl Cursor {
     /// Whether `n` is a number this cursor has had and must not deliver again.
     pub(crate) fn had(&self, n: u32, ring: &Ring<'_>) -> bool {
-        self.pos < self.wary_until
+        self.wary > 0
             && self.floor.is_some_and(|f| {
                 before(n, f) && f.wrapping_sub(n) <= ring.size() / RECORD_HEADER_SIZE as u32
             })
@@ -392,7 +393,7 @@ impl Cursor {
             caught_up: true,
             skip_to: 0,
             floor: None,
-            wary_until: 0,
+            wary: 0,
         }
     }
 
@@ -405,7 +406,7 @@ impl Cursor {
             caught_up: span.first == span.end,
             skip_to: 0,
             floor: None,
-            wary_until: 0,
+            wary: 0,
         }
     }
 
@@ -453,7 +454,7 @@ pub(crate) fn refill_locked(
         let floor = cur.floor;
         *cur = Cursor::at_end(ring, snap, span);
         cur.floor = floor;
-        cur.wary_until = cur.pos + ring.size() as u64;
+        cur.wary = ring.size() / RECORD_HEADER_SIZE as u32;
         return Locked { moved: true, ..out };
     }
     if cur.pos < span.first {
@@ -463,6 +464,7 @@ pub(crate) fn refill_locked(
     while cur.pos < span.end && !staging.full() {
         let off = (cur.pos % size) as u32;
         let header = ring.read_header(off);
+        cur.wary = cur.wary.saturating_sub(1);
         let end = cur.pos + RECORD_HEADER_SIZE as u64 + header.len as u64;
         let kind = RecordHeader::classify_len(header.len);
         if kind == RecordKind::Oversize || end > span.end {
@@ -536,6 +538,15 @@ pub(crate) fn resync(live: &Live<'_>, cur: &mut Cursor, tally: &mut Tally, count
     let want = cur.next;
     cur.pos = span.first;
     cur.next = first;
+    if ring
+        .read_header((span.first % ring.size() as u64) as u32)
+        .len
+        == 0
+    {
+        // Restarting at a placeholder: the ring was re-formatted, and old records may still
+        // sit where a scribbled `last` can make them look live.
+        cur.wary = ring.size() / RECORD_HEADER_SIZE as u32;
+    }
     match (want, first) {
         (Some(want), Some(got))
             if !before(got, want) && (got.wrapping_sub(want) as u64) <= plausible =>
@@ -558,7 +569,7 @@ pub(crate) fn resync(live: &Live<'_>, cur: &mut Cursor, tally: &mut Tally, count
             if cur.next.is_some_and(|n| before(n, want)) {
                 cur.next = Some(want);
             }
-            cur.wary_until = span.end + size;
+            cur.wary = ring.size() / RECORD_HEADER_SIZE as u32;
             return;
         }
         _ => Counters::add(&counters.uncounted_resyncs, 1),
@@ -701,6 +712,7 @@ pub(crate) fn refill_unlocked(
     tally.flush(counters);
     cur.pos = pos;
     cur.next = Some(next);
+    cur.wary = cur.wary.saturating_sub(staging.records.len() as u32);
     if let Some(rec) = staging.records.last() {
         if let Some(n) = rec.number {
             cur.raise_floor(n);
