@@ -17,6 +17,9 @@ pub struct Config {
     pub dst: Ipv4Addr,
     pub count: Option<u64>,
     pub interval: Duration,
+    /// -f: the next request goes out as soon as the last one is answered (`interval` is then
+    /// the longest wait); no line per reply, only the summary.
+    pub flood: bool,
     /// ICMP data bytes (-s).
     pub size: usize,
     /// Total run time (-w).
@@ -33,6 +36,7 @@ pub struct Config {
 pub struct Ping {
     cfg: Config,
     ident: u16,
+    started: Instant,
     end_at: Option<Instant>,
     next_send: Instant,
     last_send: Option<Instant>,
@@ -79,6 +83,8 @@ enum Event<'a> {
         errors: u64,
         loss_percent: f64,
         rtt_ms: Option<Rtt>,
+        /// From the start to the summary.
+        elapsed_ms: f64,
     },
 }
 
@@ -104,6 +110,7 @@ impl Ping {
             end_at: cfg.deadline.map(|d| now + d),
             cfg,
             ident,
+            started: now,
             next_send: now,
             last_send: None,
             sent: 0,
@@ -156,7 +163,7 @@ impl Ping {
 
     pub fn poll(&mut self, stack: &mut Stack, now: Instant, out: &Output) -> Option<i32> {
         if self.end_at.is_some_and(|e| now >= e) {
-            return Some(self.finish(out));
+            return Some(self.finish(now, out));
         }
         if self.more_to_send() && now >= self.next_send {
             let seq = self.sent as u16;
@@ -192,7 +199,7 @@ impl Ping {
         if let (Some(c), Some(last)) = (self.cfg.count, self.last_send) {
             let all_answered = self.answered.len() as u64 >= c.min(1 << 16);
             if self.sent >= c && (all_answered || now >= last + self.cfg.wait) {
-                return Some(self.finish(out));
+                return Some(self.finish(now, out));
             }
         }
         None
@@ -230,8 +237,15 @@ impl Ping {
                     self.rtt_max = self.rtt_max.max(ms);
                     self.rtt_sum += ms;
                     self.rtt_sumsq += ms * ms;
+                    if self.cfg.flood {
+                        // Answered: the next request is due now (poll runs after this event).
+                        self.next_send = now;
+                    }
                 }
-                if self.cfg.json {
+                if self.cfg.flood {
+                    // NetBSD prints a dot per request and a backspace per reply; over the
+                    // line-based control socket only the summary is shown.
+                } else if self.cfg.json {
                     out.json(&Event::Reply {
                         from: ev.src,
                         seq,
@@ -282,7 +296,7 @@ impl Ping {
         }
     }
 
-    fn finish(&self, out: &Output) -> i32 {
+    fn finish(&self, now: Instant, out: &Output) -> i32 {
         let loss = if self.sent == 0 {
             0.0
         } else {
@@ -307,6 +321,7 @@ impl Ping {
                 errors: self.errors,
                 loss_percent: loss,
                 rtt_ms: rtt,
+                elapsed_ms: now.saturating_duration_since(self.started).as_secs_f64() * 1000.0,
             });
         } else {
             out.out("");
@@ -332,5 +347,102 @@ impl Ping {
         } else {
             2
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::control::Reply;
+
+    fn config(flood: bool) -> Config {
+        Config {
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            count: Some(3),
+            interval: Duration::from_millis(10),
+            flood,
+            size: 56,
+            deadline: None,
+            quiet: false,
+            pattern: Vec::new(),
+            ttl: None,
+            df: false,
+            wait: Duration::from_secs(2),
+            json: true,
+        }
+    }
+
+    /// A ping that has just sent request 0 (as `poll` would), and what it printed.
+    fn sent_one(flood: bool, now: Instant) -> (Ping, crossbeam_channel::Receiver<Reply>, Output) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let out = Output::new(tx, Arc::new(AtomicBool::new(false)));
+        let mut p = Ping::start(config(flood), 7, now, &out);
+        p.sent = 1;
+        p.last_send = Some(now);
+        p.next_send = now + p.cfg.interval;
+        p.pending.insert(0, now);
+        (p, rx, out)
+    }
+
+    fn reply(seq: u16) -> IcmpEvent<'static> {
+        IcmpEvent {
+            src: Ipv4Addr::new(10, 0, 0, 2),
+            dst: Ipv4Addr::new(10, 0, 0, 1),
+            ttl: 64,
+            len: 64,
+            msg: Icmp::EchoReply {
+                ident: 7,
+                seq,
+                data: &[],
+            },
+        }
+    }
+
+    fn lines(rx: &crossbeam_channel::Receiver<Reply>) -> Vec<String> {
+        rx.try_iter()
+            .filter_map(|r| match r {
+                Reply::Out(l) => Some(l),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flood_sends_the_next_request_when_the_reply_arrives_and_prints_no_reply_lines() {
+        let t0 = Instant::now();
+        let (mut p, rx, out) = sent_one(true, t0);
+        assert_eq!(p.deadline(), Some(t0 + Duration::from_millis(10)));
+        let t1 = t0 + Duration::from_micros(30);
+        assert!(p.on_icmp(t1, &reply(0), &out));
+        assert_eq!(p.deadline(), Some(t1), "next request due at once");
+        assert_eq!(p.received, 1);
+        // A duplicate does not hurry the next request along.
+        let (mut p2, _rx2, out2) = sent_one(true, t0);
+        p2.on_icmp(t1, &reply(0), &out2);
+        p2.next_send = t0 + Duration::from_millis(10);
+        p2.on_icmp(t1, &reply(0), &out2);
+        assert_eq!(p2.dups, 1);
+        assert_eq!(p2.deadline(), Some(t0 + Duration::from_millis(10)));
+
+        assert_eq!(p.finish(t1, &out), 0);
+        let printed = lines(&rx);
+        assert_eq!(printed.len(), 2, "start and summary only: {printed:?}");
+        let summary: serde_json::Value = serde_json::from_str(&printed[1]).unwrap();
+        assert_eq!(summary["type"], "summary");
+        assert!((summary["elapsed_ms"].as_f64().unwrap() - 0.03).abs() < 1e-9);
+    }
+
+    #[test]
+    fn without_flood_a_reply_keeps_the_interval_and_prints_a_line() {
+        let t0 = Instant::now();
+        let (mut p, rx, out) = sent_one(false, t0);
+        p.on_icmp(t0 + Duration::from_micros(30), &reply(0), &out);
+        assert_eq!(p.deadline(), Some(t0 + Duration::from_millis(10)));
+        let printed = lines(&rx);
+        assert_eq!(printed.len(), 2, "start and the reply: {printed:?}");
+        assert!(printed[1].contains("\"type\":\"reply\""));
     }
 }

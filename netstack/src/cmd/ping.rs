@@ -15,9 +15,13 @@ struct Args {
     /// Stop after sending this many requests.
     #[arg(short = 'c')]
     count: Option<u64>,
-    /// Seconds between requests (fractions allowed).
-    #[arg(short = 'i', default_value_t = 1.0)]
-    interval: f64,
+    /// Seconds between requests (fractions allowed); 1, or 0.01 with -f.
+    #[arg(short = 'i')]
+    interval: Option<f64>,
+    /// Flood: send the next request as soon as the reply to the last one arrives, or after the
+    /// interval (0.01 s unless -i says otherwise) if none does; prints only the summary.
+    #[arg(short = 'f')]
+    flood: bool,
     /// Data bytes per request.
     #[arg(short = 's', default_value_t = 56)]
     size: usize,
@@ -46,6 +50,9 @@ struct Args {
     json: bool,
     host: String,
 }
+
+/// NetBSD's default interval with -f: a hundred requests a second when nothing answers.
+const FLOOD_INTERVAL: f64 = 0.01;
 
 fn secs(v: f64, what: &str, min: f64) -> Result<Duration, CmdError> {
     if !v.is_finite() || v < min || v > 1e6 {
@@ -96,7 +103,13 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     let cfg = Config {
         dst,
         count: a.count,
-        interval: secs(a.interval, "-i", 0.01)?,
+        interval: secs(
+            a.interval
+                .unwrap_or(if a.flood { FLOOD_INTERVAL } else { 1.0 }),
+            "-i",
+            0.01,
+        )?,
+        flood: a.flood,
         size: a.size,
         deadline: a.deadline.map(|d| secs(d, "-w", 0.001)).transpose()?,
         quiet: a.quiet,
