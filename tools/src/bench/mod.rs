@@ -9,6 +9,8 @@
 
 pub mod bus;
 pub mod child;
+pub mod forward;
+pub mod idle;
 pub mod lab;
 pub mod labctl;
 pub mod ping;
@@ -37,8 +39,13 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "ping",
-        about: "netstack ping RTT (one bus, one router) vs Linux veth; idle node RSS",
+        about: "netstack ping RTT and flood-ping transactions/s (one bus, one router) vs Linux veth; idle node RSS",
         run: ping::run,
+    },
+    Suite {
+        name: "forward",
+        about: "frames/s a netstack router forwards bus to bus (64 B, 1500 B) vs the kernel between veth pairs",
+        run: forward::run,
     },
     Suite {
         name: "tcp",
@@ -51,6 +58,11 @@ pub const SUITES: &[Suite] = &[
         about: "labctl up to checks passing, node RSS and down, for 10/100/1000-node labs",
         run: labctl::run,
     },
+    Suite {
+        name: "idle",
+        about: "CPU time and context switches of 100 idle nodes over 10 s; idle node RssAnon and VmRSS",
+        run: idle::run,
+    },
 ];
 
 /// Hidden subcommands the runner re-executes itself with: `bench __ROLE ARGS...`.
@@ -59,6 +71,9 @@ pub const ROLES: &[(&str, Role)] = &[
     ("__bus-writer", bus::writer_role),
     ("__bus-reader", bus::reader_role),
     ("__bus-row", bus::row_role),
+    ("__fwd-gen", forward::gen_role),
+    ("__fwd-sink", forward::sink_role),
+    ("__udp-gen", forward::udp_gen_role),
 ];
 
 /// What a suite gets to work with.

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::lab::{is_root, netstack_bins, run_ok, Bridge, LabDir, Netns, Node, NETSTACK_DIR_ENV};
-use super::{Context, SuiteReport};
+use super::{si, Context, SuiteReport};
 
 /// Seconds between requests, both stacks.
 const INTERVAL: &str = "0.01";
@@ -30,6 +30,8 @@ const INTERVAL: &str = "0.01";
 const WARMUP: &str = "5";
 /// The RSS target for an idle node (issue 3).
 const RSS_TARGET_KIB: u64 = 4096;
+/// Back-to-back echoes per request/response run (full rows; a quick run does a fifth).
+const RR_COUNT: usize = 20_000;
 
 /// What a measured path runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -66,9 +68,46 @@ struct Run {
     transmitted: u64,
     received: u64,
     rtt_us: Vec<f64>,
+    /// From the first request to the summary, as the pinger reports it (netstack's
+    /// `elapsed_ms`, iputils' `time Nms`).
+    elapsed_ms: Option<f64>,
+}
+
+impl Run {
+    /// Request/response transactions per second: replies over the elapsed time.
+    fn tps(&self) -> Option<f64> {
+        self.elapsed_ms
+            .filter(|&ms| ms > 0.0)
+            .map(|ms| self.received as f64 / (ms / 1000.0))
+    }
 }
 
 impl Pinger {
+    /// Back-to-back echoes, like netperf's UDP_RR: the next request goes out as soon as the
+    /// reply arrives (after 10 ms if none does). Our `ping -f`, and iputils `ping -f -q` (root;
+    /// `-q` leaves out the dot and backspace per packet, as ours prints only the summary).
+    fn flood(&self, count: &str) -> anyhow::Result<Run> {
+        match self {
+            Pinger::Node { ctl, sock, dst } => {
+                let out = run_ok(
+                    Command::new(ctl)
+                        .arg(sock)
+                        .args(["ping", "-f", "-c", count, "--json"])
+                        .arg(dst),
+                )?;
+                parse_netstack_ping(&out)
+            }
+            Pinger::Netns { ns, dst } => {
+                let out = run_ok(
+                    Command::new("ip")
+                        .args(["netns", "exec", ns, "ping", "-n", "-q", "-f", "-c", count])
+                        .arg(dst),
+                )?;
+                parse_iputils_ping(&out)
+            }
+        }
+    }
+
     fn ping(&self, count: &str) -> anyhow::Result<Run> {
         match self {
             Pinger::Node { ctl, sock, dst } => {
@@ -106,6 +145,7 @@ fn parse_netstack_ping(out: &str) -> anyhow::Result<Run> {
             Some("summary") => {
                 run.transmitted = v["transmitted"].as_u64().unwrap_or(0);
                 run.received = v["received"].as_u64().unwrap_or(0);
+                run.elapsed_ms = v["elapsed_ms"].as_f64();
             }
             _ => {}
         }
@@ -140,6 +180,10 @@ fn parse_iputils_ping(out: &str) -> anyhow::Result<Run> {
                 run.transmitted = nums[0];
                 run.received = nums[1];
             }
+            run.elapsed_ms = line
+                .rsplit_once(", time ")
+                .and_then(|(_, t)| t.trim().strip_suffix("ms"))
+                .and_then(|t| t.parse().ok());
         }
     }
     if run.transmitted == 0 {
@@ -345,6 +389,50 @@ impl PathResult {
     }
 }
 
+/// Request/response rate of one path over its flood runs.
+#[derive(Debug, Serialize)]
+struct RrResult {
+    name: &'static str,
+    kind: Kind,
+    transmitted: u64,
+    received: u64,
+    /// Median over the runs of replies / elapsed.
+    tps: f64,
+    /// Transactions/s of each run, lowest first.
+    tps_runs: Vec<f64>,
+    #[serde(skip)]
+    same_shape: Option<&'static str>,
+}
+
+impl RrResult {
+    fn new(p: &Probe, runs: &[Run]) -> anyhow::Result<RrResult> {
+        let tps_runs = runs
+            .iter()
+            .map(|r| {
+                r.tps()
+                    .with_context(|| format!("{}: the flood ping reported no elapsed time", p.name))
+            })
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        let tps_runs = sorted(&tps_runs);
+        Ok(RrResult {
+            name: p.name,
+            kind: p.kind,
+            transmitted: runs.iter().map(|r| r.transmitted).sum(),
+            received: runs.iter().map(|r| r.received).sum(),
+            tps: percentile(&tps_runs, 50.0),
+            tps_runs,
+            same_shape: p.same_shape,
+        })
+    }
+
+    fn spread(&self) -> f64 {
+        match (self.tps_runs.first(), self.tps_runs.last()) {
+            (Some(lo), Some(hi)) => (hi - lo) / self.tps,
+            _ => f64::NAN,
+        }
+    }
+}
+
 pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
     // 1000 pings at 10 ms per run for a full row, 200 for --quick.
     let count = if ctx.row_time >= Duration::from_secs(1) {
@@ -446,10 +534,33 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             rs.push(p.pinger.ping(&count.to_string())?);
         }
     }
+    // Read before the flood pings, which go round the whole bus ring (every bus page resident).
     let mem_after = [
         ("a (one bus), after the pings", a.memory()?),
         ("r (router, two buses), after the pings", r.memory()?),
     ];
+    // Request/response: back-to-back echoes, also interleaved path by path.
+    let rr_count = if count >= 1000 {
+        RR_COUNT
+    } else {
+        RR_COUNT / 5
+    };
+    let mut rr_runs: Vec<Vec<Run>> = paths.iter().map(|_| Vec::new()).collect();
+    for rep in 0..ctx.repeats {
+        for (p, rs) in paths.iter().zip(rr_runs.iter_mut()) {
+            eprintln!(
+                "bench ping: {} (flood, {rr_count} echoes, run {}/{})",
+                p.name,
+                rep + 1,
+                ctx.repeats
+            );
+            rs.push(
+                p.pinger
+                    .flood(&rr_count.to_string())
+                    .with_context(|| format!("flood ping over {}", p.name))?,
+            );
+        }
+    }
     drop(linux_node);
     drop(netns);
     drop((a, b, h1, r, h2));
@@ -459,13 +570,26 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         .zip(&runs)
         .map(|(p, rs)| PathResult::new(p, rs))
         .collect();
+    let rr: Vec<RrResult> = paths
+        .iter()
+        .zip(&rr_runs)
+        .map(|(p, rs)| RrResult::new(p, rs))
+        .collect::<anyhow::Result<_>>()?;
     let mems = [
         ("idle, no interface", mem_bare),
         ("idle, one bus attached", mem_bus),
         mem_after[0],
         mem_after[1],
     ];
-    let markdown = markdown(ctx, count, bus_mib, &results, kernel_note.as_deref(), &mems);
+    let markdown = markdown(
+        ctx,
+        count,
+        bus_mib,
+        &results,
+        kernel_note.as_deref(),
+        &rr_markdown(ctx, rr_count, &rr),
+        &mems,
+    );
     Ok(SuiteReport {
         name: "ping",
         markdown,
@@ -478,6 +602,18 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             "veth": kernel_note.unwrap_or_else(|| "measured".into()),
             "memory_kib": mems.iter().map(|(n, m)| json!({"node": n, "memory": m})).collect::<Vec<_>>(),
             "raw_runs": paths.iter().zip(&runs).map(|(p, rs)| json!({"path": p.name, "runs": rs})).collect::<Vec<_>>(),
+            "request_response": {
+                "count_per_run": rr_count,
+                "paths": rr,
+                "raw_runs": paths.iter().zip(&rr_runs).map(|(p, rs)| json!({
+                    "path": p.name,
+                    "runs": rs.iter().map(|r| json!({
+                        "transmitted": r.transmitted,
+                        "received": r.received,
+                        "elapsed_ms": r.elapsed_ms,
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            },
         }),
     })
 }
@@ -495,6 +631,7 @@ fn markdown(
     bus_mib: f64,
     results: &[PathResult],
     kernel_note: Option<&str>,
+    rr_table: &str,
     mems: &[(&str, Memory)],
 ) -> String {
     let mut s = format!(
@@ -541,6 +678,7 @@ fn markdown(
             r.spread() * 100.0,
         );
     }
+    s += rr_table;
     s += &format!(
         "\n### Node memory\n\nVmRSS and its parts from /proc/PID/status (KiB); target for an idle \
          node: {} KiB or less. RssFile is the pages of the executable and shared libraries \
@@ -564,6 +702,49 @@ fn markdown(
             } else {
                 "no"
             }
+        );
+    }
+    s
+}
+
+/// The request/response table: transactions per second of back-to-back echoes.
+fn rr_markdown(ctx: &Context, count: usize, rr: &[RrResult]) -> String {
+    let mut s = format!(
+        "\n### Request/response (flood ping)\n\nLike netperf's UDP_RR with ICMP echoes: \
+         {count} back-to-back echoes per run (the next request as soon as the reply arrives, \
+         after 10 ms if none does), {} run(s) per path interleaved path by path, on the same \
+         nodes, buses and namespaces as the table above. netstack paths run the node's \
+         `ping -f -c {count}` (NetBSD's flood flag; the node prints only the summary), kernel \
+         paths iputils `ping -f -q -c {count}` as root (`-q`: no dot and backspace per packet). \
+         *Transactions/s* is replies ÷ the elapsed time the pinger reports (netstack's \
+         `elapsed_ms`, iputils' `time Nms`, whole milliseconds), median of the runs; *µs per \
+         transaction* is its inverse; *spread* is (max − min) / median over the runs. Target \
+         (issue 10): netstack at or above the veth pair.\n\n",
+        ctx.repeats
+    );
+    s += "| Path | Replies | Transactions/s | µs per transaction | ÷ veth | ÷ same path | ≥ veth pair | Spread |\n";
+    s += "|:---|---:|---:|---:|---:|---:|:---:|---:|\n";
+    let veth = rr.iter().find(|r| r.name == "veth pair").map(|r| r.tps);
+    for r in rr {
+        let same = r
+            .same_shape
+            .and_then(|n| rr.iter().find(|k| k.name == n))
+            .map(|k| k.tps);
+        let verdict = match (r.kind, veth) {
+            (Kind::Netstack, Some(v)) if r.tps >= v => "met",
+            (Kind::Netstack, Some(_)) => "not met",
+            _ => "–",
+        };
+        s += &format!(
+            "| {} | {}/{} | {} | {:.1} | {} | {} | {verdict} | {:.0} % |\n",
+            r.name,
+            r.received,
+            r.transmitted,
+            si(r.tps).trim_end(),
+            1e6 / r.tps,
+            ratio(r.tps, veth),
+            ratio(r.tps, same),
+            r.spread() * 100.0,
         );
     }
     s
@@ -598,6 +779,29 @@ rtt min/avg/max/mdev = 0.007/0.060/0.440/0.090 ms
         assert_eq!((r.transmitted, r.received), (3, 2));
         assert_eq!(r.rtt_us, vec![45.0, 10.0]);
         assert!(parse_iputils_ping("ping: connect: Network is unreachable").is_err());
+        assert_eq!(r.elapsed_ms, Some(303.0));
+        assert_eq!(parse_netstack_ping(ours).unwrap().elapsed_ms, None);
+    }
+
+    #[test]
+    fn flood_summaries_give_transactions_per_second() {
+        let ours = r#"{"type":"start","dst":"10.0.0.2","data_bytes":56}
+{"type":"summary","dst":"10.0.0.2","transmitted":10000,"received":10000,"duplicates":0,"errors":0,"loss_percent":0.0,"rtt_ms":{"min":0.01,"avg":0.012,"max":0.36,"stddev":0.007},"elapsed_ms":125.0}
+"#;
+        let r = parse_netstack_ping(ours).unwrap();
+        assert_eq!((r.transmitted, r.received), (10000, 10000));
+        assert_eq!(r.tps(), Some(80_000.0));
+
+        let linux = "PING 10.250.0.2 (10.250.0.2) 56(84) bytes of data.
+
+--- 10.250.0.2 ping statistics ---
+10000 packets transmitted, 9990 received, +3 errors, 0.1% packet loss, time 86ms
+rtt min/avg/max/mdev = 0.004/0.004/0.089/0.001 ms, ipg/ewma 0.008/0.005 ms
+";
+        let r = parse_iputils_ping(linux).unwrap();
+        assert_eq!((r.transmitted, r.received), (10000, 9990));
+        assert_eq!(r.elapsed_ms, Some(86.0));
+        assert!((r.tps().unwrap() - 9990.0 / 0.086).abs() < 1e-6);
     }
 
     #[test]
