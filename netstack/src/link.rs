@@ -23,8 +23,7 @@ use crate::wire::Mac;
 /// Identifies one attachment, so frames still queued from a detached link are recognised.
 pub type LinkId = u64;
 
-/// How often a tap rx thread or a NetBSD-bus watcher wakes up with nothing to read (to notice
-/// it should stop).
+/// How often a NetBSD-bus watcher wakes up with nothing to read (to notice it should stop).
 const RX_POLL: Duration = Duration::from_millis(100);
 /// Frames a bus link queues before it sends them without waiting for the end of the step.
 const MAX_QUEUED: usize = 64;
@@ -88,6 +87,8 @@ pub struct Link {
     pub(crate) rx_queue_drops_counted: u64,
     /// The tap rx thread or the NetBSD-bus watcher, joined by [`Link::close`].
     rx_thread: Option<std::thread::JoinHandle<()>>,
+    /// Written to stop a tap rx thread, which otherwise sleeps until a frame comes.
+    rx_wake: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Link {
@@ -194,13 +195,14 @@ impl Link {
             rx_queue_drops: Arc::new(AtomicU64::new(0)),
             rx_queue_drops_counted: 0,
             rx_thread: None,
+            rx_wake: None,
         }
     }
 
-    /// Stops the rx or watcher thread and waits for it (at most one RX_POLL), so the device is
-    /// closed when this returns: re-opening the same tap right after then finds it free.
+    /// Stops the rx or watcher thread and waits for it, so the device is closed when this
+    /// returns: re-opening the same tap right after then finds it free.
     pub fn close(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop();
         if let Some(t) = self.rx_thread.take() {
             let _ = t.join();
         }
@@ -228,6 +230,7 @@ impl Link {
             rx_queue_drops: Arc::new(AtomicU64::new(0)),
             rx_queue_drops_counted: 0,
             rx_thread: None,
+            rx_wake: None,
         })
     }
 
@@ -267,10 +270,15 @@ impl Link {
         let stop_rx = stop.clone();
         let rx_queue_drops = Arc::new(AtomicU64::new(0));
         let drops = rx_queue_drops.clone();
+        let wake = Arc::new(rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?);
+        let wake_rx = wake.clone();
         let rx_thread = std::thread::Builder::new()
             .name(format!("rx-{}", linkstr.display()))
             .stack_size(64 * 1024)
-            .spawn(move || tap_rx_loop(id, rx, events, &stop_rx, &drops))?;
+            .spawn(move || tap_rx_loop(id, rx, events, &stop_rx, &drops, &wake_rx))?;
         Ok(Link {
             id,
             mac,
@@ -284,6 +292,7 @@ impl Link {
             rx_queue_drops,
             rx_queue_drops_counted: 0,
             rx_thread: Some(rx_thread),
+            rx_wake: Some(wake),
         })
     }
 }
@@ -296,12 +305,22 @@ fn random_mac() -> Mac {
     Mac([0xb2, 0xa1, b[0], b[1], b[2], b[3]])
 }
 
+impl Link {
+    /// Tells the rx or watcher thread to stop: a tap reader is woken through its eventfd, a
+    /// watcher notices within RX_POLL.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(fd) = &self.rx_wake {
+            let _ = rustix::io::write(fd.as_ref(), &1u64.to_ne_bytes());
+        }
+    }
+}
+
 impl Drop for Link {
     fn drop(&mut self) {
         // Frames of this step still queued go out before the port does.
         let _ = self.flush();
-        // An rx or watcher thread notices within RX_POLL.
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop();
     }
 }
 
@@ -311,12 +330,15 @@ fn tap_rx_loop(
     events: EventSender,
     stop: &AtomicBool,
     drops: &AtomicU64,
+    wake: &std::os::fd::OwnedFd,
 ) {
+    use std::os::fd::AsFd;
     // The host side may raise the tap's MTU to 64 KiB; such frames reach the stack, which
     // counts what it cannot take, rather than being cut here.
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
-        match rx.recv(&mut buf, RX_POLL) {
+        // Sleeps until a frame comes or the link stops: an idle tap costs no wakeups.
+        match rx.recv_or_wake(&mut buf, wake.as_fd()) {
             Ok(Some(len)) => {
                 let frame = buf[..len].to_vec();
                 match events.try_send(Event::Frame { link: id, frame }) {

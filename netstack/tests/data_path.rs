@@ -80,17 +80,8 @@ fn a_node_on_three_buses_and_a_tap_answers_on_all_four_and_sleeps_between() {
     let before = thread_switches(node.pid());
     std::thread::sleep(Duration::from_secs(2));
     let after = thread_switches(node.pid());
-    let stack = |v: &[(String, u64)]| {
-        v.iter()
-            .find(|(n, _)| n == "netstack")
-            .map(|(_, c)| *c)
-            .unwrap()
-    };
-    assert_eq!(
-        stack(&after),
-        stack(&before),
-        "the idle stack thread woke up: {before:?} -> {after:?}"
-    );
+    // Neither does any other thread: the tap's reader sleeps until a frame or a stop comes.
+    assert_eq!(after, before, "an idle thread woke up");
 }
 
 #[test]

@@ -228,6 +228,37 @@ impl Tap {
         }
     }
 
+    /// Waits for a frame with no timeout, or until `wake` (an eventfd or pipe another thread
+    /// writes to) becomes readable: then `Ok(None)`. Lets a reader thread sleep until there is
+    /// something to do instead of waking on a timer to see whether it should stop.
+    pub fn recv_or_wake(
+        &mut self,
+        buf: &mut [u8],
+        wake: BorrowedFd<'_>,
+    ) -> Result<Option<usize>, Error> {
+        loop {
+            if let Some(n) = self.recv(buf, Duration::ZERO)? {
+                return Ok(Some(n));
+            }
+            let shared = &self.tx.shared;
+            let mut fds = [
+                PollFd::new(&shared.dev, PollFlags::IN),
+                PollFd::new(&wake, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) if !fds[1].revents().is_empty() => return Ok(None),
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        name: shared.name.clone(),
+                        op: "waiting for a frame".to_owned(),
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+    }
+
     /// Takes one frame if one is queued, without waiting.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         self.recv(buf, Duration::ZERO)
