@@ -186,13 +186,14 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
                 .routes
                 .lookup(dst, &stack.ifaces)
                 .ok_or_else(|| CmdError::fail(format!("route to {dst}: not in table")))?;
+            let entry = hop.entry(&stack.ifaces);
             let g = Got {
                 route_to: dst,
-                destination: hop.entry.dest,
-                prefix: hop.entry.prefix,
-                gateway: hop.entry.gateway,
-                interface: hop.entry.ifname.clone(),
-                flags: hop.entry.flags.clone(),
+                destination: entry.dest,
+                prefix: entry.prefix,
+                gateway: entry.gateway,
+                interface: entry.ifname,
+                flags: entry.flags,
             };
             if args.json {
                 ctx.out.json(&g);

@@ -43,12 +43,57 @@ pub struct RouteEntry {
 }
 
 /// Where a packet for some destination goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextHop {
     pub ifindex: u32,
     /// The gateway, or the destination itself on a connected network.
     pub addr: Ipv4Addr,
-    pub entry: RouteEntry,
+    /// The route that matched (display strings are made only by [`NextHop::entry`], for
+    /// `route get`: this is on every packet's path).
+    pub dest: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl NextHop {
+    /// The matched route as `route get` shows it.
+    pub fn entry(&self, ifaces: &[Iface]) -> RouteEntry {
+        let ifname = ifaces
+            .iter()
+            .find(|i| i.index == self.ifindex)
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        let host = self.prefix == 32;
+        let flags = match (self.gateway.is_some(), host) {
+            (true, true) => "UGHS",
+            (true, false) => "UGS",
+            (false, true) => "UHC",
+            (false, false) => "UC",
+        };
+        RouteEntry {
+            dest: self.dest,
+            prefix: self.prefix,
+            gateway: self.gateway,
+            ifindex: self.ifindex,
+            ifname,
+            flags: flags.to_string(),
+        }
+    }
+}
+
+/// The connected network containing `addr` with the longest prefix: (network, prefix,
+/// interface index). No allocation: this runs for every packet.
+fn best_connected(ifaces: &[Iface], addr: Ipv4Addr) -> Option<(Ipv4Addr, u8, u32)> {
+    ifaces
+        .iter()
+        .filter(|i| i.up)
+        .flat_map(|i| {
+            i.addrs
+                .iter()
+                .map(move |a| (network(a.addr, a.prefix), a.prefix, i.index))
+        })
+        .filter(|&(dest, prefix, _)| contains(dest, prefix, addr))
+        .max_by_key(|&(_, prefix, _)| prefix)
 }
 
 #[derive(Debug, Default)]
@@ -149,37 +194,34 @@ impl RouteTable {
     /// Longest-prefix match; connected routes win ties. Static routes whose gateway is no
     /// longer on a connected network are skipped.
     pub fn lookup(&self, dst: Ipv4Addr, ifaces: &[Iface]) -> Option<NextHop> {
-        let best_conn = connected(ifaces)
-            .filter(|r| contains(r.dest, r.prefix, dst))
-            .max_by_key(|r| r.prefix);
+        let best_conn = best_connected(ifaces, dst);
         let best_static = self
             .statics
             .iter()
             .filter(|s| contains(s.dest, s.prefix, dst))
-            .filter_map(|s| on_link(ifaces, s.gateway).map(|via| (s, via)))
+            .filter_map(|s| best_connected(ifaces, s.gateway).map(|(_, _, via)| (s, via)))
             .max_by_key(|(s, _)| s.prefix);
         match (best_conn, best_static) {
-            (Some(c), Some((s, _))) if c.prefix >= s.prefix => Some(NextHop {
-                ifindex: c.ifindex,
+            (Some((dest, prefix, ifindex)), Some((s, _))) if prefix >= s.prefix => Some(NextHop {
+                ifindex,
                 addr: dst,
-                entry: c,
+                dest,
+                prefix,
+                gateway: None,
             }),
             (_, Some((s, via))) => Some(NextHop {
-                ifindex: via.ifindex,
+                ifindex: via,
                 addr: s.gateway,
-                entry: RouteEntry {
-                    dest: s.dest,
-                    prefix: s.prefix,
-                    gateway: Some(s.gateway),
-                    ifindex: via.ifindex,
-                    ifname: via.ifname,
-                    flags: if s.prefix == 32 { "UGHS" } else { "UGS" }.to_string(),
-                },
+                dest: s.dest,
+                prefix: s.prefix,
+                gateway: Some(s.gateway),
             }),
-            (Some(c), None) => Some(NextHop {
-                ifindex: c.ifindex,
+            (Some((dest, prefix, ifindex)), None) => Some(NextHop {
+                ifindex,
                 addr: dst,
-                entry: c,
+                dest,
+                prefix,
+                gateway: None,
             }),
             (None, None) => None,
         }
@@ -225,9 +267,9 @@ mod tests {
         )
         .unwrap();
         let r = t.lookup(Ipv4Addr::new(10, 0, 2, 9), &ifs).unwrap();
-        assert_eq!((r.addr, r.entry.prefix), (gw, 24));
+        assert_eq!((r.addr, r.prefix), (gw, 24));
         let r = t.lookup(Ipv4Addr::new(8, 8, 8, 8), &ifs).unwrap();
-        assert_eq!((r.addr, r.entry.prefix), (gw, 0));
+        assert_eq!((r.addr, r.prefix), (gw, 0));
         let r = t.lookup(Ipv4Addr::new(10, 0, 1, 7), &ifs).unwrap();
         assert_eq!(r.addr, Ipv4Addr::new(10, 0, 1, 7));
         assert_eq!(
