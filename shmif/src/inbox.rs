@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::bus::Bus;
 use crate::format::RecordHeader;
-use crate::port::{count_break, repair_if_needed, Received};
+use crate::repair::{count_break, repair_if_needed};
 use crate::ring::Ring;
+use crate::scan::Received;
 use crate::scan::{self, Counters, Cursor, Foreign, Live, Staging, Unlocked, Verdict};
 use crate::sync::{self, Acquired};
 

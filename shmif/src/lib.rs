@@ -10,7 +10,8 @@
 //! - `ring`: NetBSD's ring arithmetic (read, write, advance `first`), spans, validation, reset.
 //! - `sync`: the CAS lock on `lock` with dead-holder recovery, futex wakeups on `spare`;
 //!   `wake`: NetBSD-compatible inotify wakeups.
-//! - `scan`: copying batches of records out of the ring and accounting for them (counters);
+//! - `scan`: copying batches of records out of the ring, numbering and accounting for them
+//!   (counters); `repair`: checking and re-formatting the ring under the lock;
 //!   `inbox`: the receiving state ports and readers share (place, batch, waiting).
 //! - [`Bus`] attaches files; [`Port`] (one per interface) sends and receives; [`Reader`] is a
 //!   passive, lock-free capture of everything; [`dump`] reads a bus image like `shmif_dumpbus`
@@ -27,6 +28,7 @@ mod inbox;
 mod memory;
 mod port;
 mod reader;
+mod repair;
 mod ring;
 mod scan;
 mod sync;

@@ -9,9 +9,10 @@ use std::time::Duration;
 use crate::bus::Bus;
 use crate::format::{now_timestamp, shmlab_sender, RecordHeader, MAX_FRAME, MIN_FRAME};
 use crate::inbox::Inbox;
+use crate::repair::{repair_if_needed, reset_ring};
 use crate::ring::{Corrupt, HeaderSnapshot, Ring};
+pub use crate::scan::Received;
 use crate::scan::{self, Counters, NumberHint, Stats, Verdict};
-use crate::sync::{Acquired, BreakReason};
 
 /// Why a frame could not be sent.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,20 +36,6 @@ pub enum Sleep<'a> {
     /// do not: on a bus in NetBSD mode ([`crate::Bus::netbsd_mode`]) also watch the file
     /// ([`crate::Bus::watch`]).
     Futex { word: &'a AtomicU32, value: u32 },
-}
-
-/// A frame handed out by [`Port::recv`] or [`crate::Reader::recv`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received {
-    /// Bytes copied into the caller's buffer.
-    pub len: usize,
-    /// Length of the frame on the bus (larger than `len` only if the buffer was too small).
-    pub frame_len: usize,
-    /// Sender's timestamp, wall clock for shmlab writers.
-    pub sec: u32,
-    pub usec: u32,
-    /// Sender id of the interface that wrote it.
-    pub sender: u64,
 }
 
 struct PortShared {
@@ -366,50 +353,4 @@ fn write_record(
     ring.store(snap);
     *next = Some(end);
     Ok(())
-}
-
-fn reset_ring(ring: &Ring<'_>, snap: &mut HeaderSnapshot, last_number: u32, counters: &Counters) {
-    ring.reset(snap, last_number);
-    Counters::add(&counters.ring_resets, 1);
-    Counters::add(&counters.corrupt, 1);
-}
-
-pub(crate) fn count_break(counters: &Counters, reason: BreakReason) {
-    let counter = match reason {
-        BreakReason::Dead => &counters.lock_broken_dead,
-        BreakReason::Zombie => &counters.lock_broken_zombie,
-        BreakReason::Silent => &counters.lock_broken_silent,
-        BreakReason::Stuck => &counters.lock_broken_stuck,
-    };
-    Counters::add(counter, 1);
-}
-
-/// Under the lock: the header, after a full check and repair if the previous holder was given
-/// up on or the cheap check fails.
-/// `floor`: numbers below it were used, as far as the caller knows; a re-format carries on from
-/// there when the header no longer says (readers never take numbers they have had for new
-/// records).
-pub(crate) fn repair_if_needed(
-    ring: &Ring<'_>,
-    acquired: Acquired,
-    counters: &Counters,
-    floor: Option<u32>,
-) -> HeaderSnapshot {
-    let mut snap = ring.snapshot();
-    let sound = match acquired {
-        Acquired::Broken(reason) => {
-            count_break(counters, reason);
-            ring.validate(&snap).is_ok()
-        }
-        Acquired::Normally => ring.span(&snap).is_ok(),
-    };
-    if !sound {
-        let last_number = match ring.span(&snap) {
-            Ok(span) => scan::next_number(ring, &snap, span, None).map(|n| n.wrapping_sub(1)),
-            Err(_) => None,
-        };
-        let known = last_number.or(floor.map(|f| f.wrapping_sub(1)));
-        reset_ring(ring, &mut snap, known.unwrap_or(0), counters);
-    }
-    snap
 }

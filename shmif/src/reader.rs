@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::bus::Bus;
 use crate::inbox::Inbox;
-use crate::port::Received;
+use crate::scan::Received;
 use crate::scan::{Counters, Stats, Verdict};
 
 pub struct Reader {

@@ -25,8 +25,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::format::{is_shmlab_sender, RecordHeader, RecordKind, RECORD_HEADER_SIZE};
 use crate::memory::BusMemory;
-use crate::port::Received;
 use crate::ring::{HeaderSnapshot, Ring, Span};
+
+/// A frame handed out by [`Port::recv`] or [`crate::Reader::recv`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes copied into the caller's buffer.
+    pub len: usize,
+    /// Length of the frame on the bus (larger than `len` only if the buffer was too small).
+    pub frame_len: usize,
+    /// Sender's timestamp, wall clock for shmlab writers.
+    pub sec: u32,
+    pub usec: u32,
+    /// Sender id of the interface that wrote it.
+    pub sender: u64,
+}
 
 /// Counters of one port or reader. Shared with [`crate::PortSender`] handles, hence atomics.
 #[derive(Debug, Default)]
