@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     for s in 1..=30 {
         stack.poll(now + Duration::from_secs(s));
     }
-    stack.cancel_jobs();
+    stack.cancel_apps();
     let exits = rx
         .try_iter()
         .filter(|r| matches!(r, Reply::Exit(_)))

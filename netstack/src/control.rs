@@ -10,6 +10,10 @@
 //! <- {"exit":0}
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
 /// Longest request line a node accepts (bytes, newline excluded). Longer lines are answered with
@@ -54,6 +58,57 @@ impl Request {
         let mut s = serde_json::to_string(self).unwrap_or_default();
         s.push('\n');
         s
+    }
+}
+
+/// Where a command writes: the reply channel of the connection that asked.
+pub struct Output {
+    tx: Sender<Reply>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Output {
+    /// `cancelled` is set by the connection when its client goes away.
+    pub fn new(tx: Sender<Reply>, cancelled: Arc<AtomicBool>) -> Output {
+        Output { tx, cancelled }
+    }
+
+    fn send(&self, r: Reply) {
+        if self.tx.send(r).is_err() {
+            self.cancelled.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn out(&self, text: impl AsRef<str>) {
+        let text = text.as_ref();
+        if text.is_empty() {
+            return self.send(Reply::Out(String::new()));
+        }
+        for l in text.lines() {
+            self.send(Reply::Out(l.to_string()));
+        }
+    }
+
+    pub fn err(&self, text: impl AsRef<str>) {
+        for l in text.as_ref().lines() {
+            self.send(Reply::Err(l.to_string()));
+        }
+    }
+
+    pub fn json<T: serde::Serialize>(&self, v: &T) {
+        match serde_json::to_string(v) {
+            Ok(s) => self.send(Reply::Out(s)),
+            Err(e) => self.err(format!("internal error: cannot encode JSON: {e}")),
+        }
+    }
+
+    pub fn exit(&self, code: i32) {
+        self.send(Reply::Exit(code));
+    }
+
+    /// The client went away: long-running commands stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
     }
 }
 

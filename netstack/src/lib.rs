@@ -5,6 +5,7 @@
 //! - [`link`]: a bus link owns its [`shmif::Port`] (`shmifN`), read by the stack thread, and
 //!   sends a step's frames in one batch; a host tap [`virtif::Tap`] (`virtN`) has an rx thread
 //!   that queues frames on the node's event channel.
+//! - [`event`]: the event channel's sending end and the doorbell that wakes the stack thread.
 //! - [`node`]: the loop. One stack thread drains the ports and the channel (frames from taps,
 //!   control commands), runs timers and sleeps in one `futex_waitv` on every bus and a
 //!   doorbell; a control thread serves the Unix socket ([`control`] protocol).
@@ -24,6 +25,7 @@ pub mod apps;
 pub mod client;
 pub mod cmd;
 pub mod control;
+pub mod event;
 pub mod link;
 pub mod node;
 pub mod stack;

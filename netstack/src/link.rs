@@ -17,11 +17,9 @@ use std::time::Duration;
 
 use crossbeam_channel::TrySendError;
 
-use crate::node::{Event, EventSender};
+pub use crate::event::LinkId;
+use crate::event::{Event, EventSender};
 use crate::wire::Mac;
-
-/// Identifies one attachment, so frames still queued from a detached link are recognised.
-pub type LinkId = u64;
 
 /// How often a NetBSD-bus watcher wakes up with nothing to read (to notice it should stop).
 const RX_POLL: Duration = Duration::from_millis(100);

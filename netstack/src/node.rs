@@ -20,100 +20,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use crossbeam_channel::{
-    Receiver, RecvTimeoutError, SendError, Sender, TryRecvError, TrySendError,
-};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rustix::thread::futex;
 
 use crate::cmd::{self, Output};
 use crate::control::{Reply, Request, MAX_REQUEST_LINE};
+use crate::event::{Doorbell, Event, EventSender};
 use crate::link::LinkId;
 use crate::stack::Stack;
-
-/// Everything the stack thread reacts to.
-pub enum Event {
-    Frame {
-        link: LinkId,
-        frame: Vec<u8>,
-    },
-    Command {
-        req: Request,
-        reply: Sender<Reply>,
-        cancelled: Arc<AtomicBool>,
-    },
-    Shutdown,
-}
-
-/// The stack thread's doorbell: a process-private futex word it sleeps on beside the buses. The
-/// low 31 bits count rings (so a ring between arming and sleeping changes the word); the top
-/// bit says the stack thread is (about to be) asleep, so ringers make a system call only then.
-#[derive(Debug, Default)]
-pub struct Doorbell {
-    word: std::sync::atomic::AtomicU32,
-}
-
-const ASLEEP: u32 = 1 << 31;
-
-impl Doorbell {
-    pub fn ring(&self) {
-        let before = self
-            .word
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-                Some((v & ASLEEP) | ((v + 1) & !ASLEEP))
-            })
-            .unwrap_or_else(|v| v);
-        if before & ASLEEP != 0 {
-            let _ = futex::wake(&self.word, futex::Flags::PRIVATE, 1);
-        }
-    }
-
-    /// Marks the stack thread asleep; returns the value to wait on.
-    fn arm(&self) -> u32 {
-        self.word.fetch_or(ASLEEP, Ordering::SeqCst) | ASLEEP
-    }
-
-    fn disarm(&self) {
-        self.word.fetch_and(!ASLEEP, Ordering::SeqCst);
-    }
-}
-
-/// The sending end of the stack's event channel: every send rings the doorbell.
-#[derive(Clone)]
-pub struct EventSender {
-    tx: Sender<Event>,
-    bell: Arc<Doorbell>,
-}
-
-impl EventSender {
-    pub fn send(&self, ev: Event) -> Result<(), SendError<Event>> {
-        self.tx.send(ev)?;
-        self.bell.ring();
-        Ok(())
-    }
-
-    pub fn try_send(&self, ev: Event) -> Result<(), TrySendError<Event>> {
-        self.tx.try_send(ev)?;
-        self.bell.ring();
-        Ok(())
-    }
-
-    /// Wakes the stack thread without an event (something outside the channel changed).
-    pub fn ring(&self) {
-        self.bell.ring();
-    }
-}
 
 /// A new event channel for a stack: the sender for whoever feeds it, the stack thread's end.
 pub fn event_channel() -> (EventSender, Inbox) {
     let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
     let bell = Arc::new(Doorbell::default());
-    (
-        EventSender {
-            tx,
-            bell: bell.clone(),
-        },
-        Inbox::new(rx, bell),
-    )
+    (EventSender::new(tx, bell.clone()), Inbox::new(rx, bell))
 }
 
 /// Frames queued for the stack before rx threads start dropping (and counting) them.
@@ -186,7 +106,7 @@ pub fn run(opts: &Options, ready: impl FnOnce()) -> anyhow::Result<()> {
     ready();
     while step(&mut stack, &mut inbox) {}
     tracing::info!("halting");
-    stack.cancel_jobs();
+    stack.cancel_apps();
     // Detach every interface (rx threads stop) before the socket goes.
     drop(stack);
     let _ = std::fs::remove_file(&opts.socket);
@@ -356,7 +276,7 @@ impl Inbox {
             return;
         }
         let mut w = futex::Wait::new();
-        w.uaddr = futex::WaitPtr::new(self.bell.word.as_ptr().cast());
+        w.uaddr = futex::WaitPtr::new(self.bell.word().as_ptr().cast());
         w.val = bell as u64;
         w.flags = futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE;
         self.waits.push(w);

@@ -7,8 +7,8 @@ pub mod traceroute;
 
 use std::time::Instant;
 
-use crate::cmd::Output;
-use crate::stack::{IcmpEvent, Stack};
+use crate::control::Output;
+use crate::stack::{App, IcmpEvent, Stack};
 
 pub enum Job {
     Ping(Box<ping::Ping>),
@@ -42,6 +42,35 @@ impl Job {
             Job::Ping(p) => p.on_icmp(now, ev, out),
             Job::Traceroute(t) => t.on_icmp(now, ev, out),
         }
+    }
+}
+
+/// A job runs on the stack as an [`App`]; its result goes to the command's output.
+impl App for JobSlot {
+    fn poll(&mut self, stack: &mut Stack, now: Instant) -> bool {
+        if self.out.is_cancelled() {
+            return true;
+        }
+        match self.job.poll(stack, now, &self.out) {
+            Some(code) => {
+                self.out.exit(code);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.job.deadline()
+    }
+
+    fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>) -> bool {
+        self.job.on_icmp(now, ev, &self.out)
+    }
+
+    fn cancel(&mut self) {
+        self.out.err("interrupted: node is shutting down");
+        self.out.exit(130);
     }
 }
 

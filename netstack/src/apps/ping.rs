@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{exceeded_text, unreach_text};
-use crate::cmd::Output;
+use crate::control::Output;
 use crate::stack::{IcmpEvent, OutIp, Stack};
 use crate::wire::icmp::{self, Icmp};
 use crate::wire::ipv4::{parse_quoted, PROTO_ICMP};

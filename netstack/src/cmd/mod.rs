@@ -12,66 +12,13 @@ mod sysctl;
 mod traceroute;
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
-
 use crate::apps::Job;
-use crate::control::{Reply, Request};
+use crate::control::Request;
 use crate::stack::Stack;
 
-/// Where a command writes: the reply channel of the connection that asked.
-pub struct Output {
-    tx: Sender<Reply>,
-    cancelled: Arc<AtomicBool>,
-}
-
-impl Output {
-    /// `cancelled` is set by the connection when its client goes away.
-    pub fn new(tx: Sender<Reply>, cancelled: Arc<AtomicBool>) -> Output {
-        Output { tx, cancelled }
-    }
-
-    fn send(&self, r: Reply) {
-        if self.tx.send(r).is_err() {
-            self.cancelled.store(true, Ordering::Relaxed);
-        }
-    }
-
-    pub fn out(&self, text: impl AsRef<str>) {
-        let text = text.as_ref();
-        if text.is_empty() {
-            return self.send(Reply::Out(String::new()));
-        }
-        for l in text.lines() {
-            self.send(Reply::Out(l.to_string()));
-        }
-    }
-
-    pub fn err(&self, text: impl AsRef<str>) {
-        for l in text.as_ref().lines() {
-            self.send(Reply::Err(l.to_string()));
-        }
-    }
-
-    pub fn json<T: serde::Serialize>(&self, v: &T) {
-        match serde_json::to_string(v) {
-            Ok(s) => self.send(Reply::Out(s)),
-            Err(e) => self.err(format!("internal error: cannot encode JSON: {e}")),
-        }
-    }
-
-    pub fn exit(&self, code: i32) {
-        self.send(Reply::Exit(code));
-    }
-
-    /// The client went away: long-running commands stop.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
-    }
-}
+pub use crate::control::Output;
 
 /// How a command ended: at once with a status, or by starting a job the stack drives.
 pub enum Done {
@@ -170,7 +117,7 @@ pub fn run(stack: &mut Stack, now: Instant, req: &Request, out: Output) {
     };
     match handler(stack, &ctx) {
         Ok(Done::Exit(code)) => out.exit(code),
-        Ok(Done::Job(job)) => stack.start_job(*job, out),
+        Ok(Done::Job(job)) => stack.start_app(Box::new(crate::apps::JobSlot { job: *job, out })),
         Err(e) => {
             out.err(format!("{name}: {}", e.msg));
             out.exit(e.code);

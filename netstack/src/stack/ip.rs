@@ -323,9 +323,9 @@ impl Stack {
                     msg: m,
                 };
                 let mut taken = false;
-                if !self.jobs_busy {
-                    for slot in &mut self.jobs {
-                        if slot.job.on_icmp(now, &ev, &slot.out) {
+                if !self.apps_busy {
+                    for app in &mut self.apps {
+                        if app.on_icmp(now, &ev) {
                             taken = true;
                             break;
                         }

@@ -17,10 +17,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::apps::{Job, JobSlot};
-use crate::cmd::Output;
+use crate::event::EventSender;
 use crate::link::{Link, LinkId};
-use crate::node::EventSender;
 use crate::stats::Stats;
 
 pub use ip::{IcmpEvent, OutIp};
@@ -152,9 +150,9 @@ pub struct Stack {
     pub sysctl: Sysctl,
     pub stats: Stats,
     icmp_bucket: TokenBucket,
-    jobs: Vec<JobSlot>,
-    /// True while `jobs` is taken out to run them (ICMP offered then goes nowhere).
-    jobs_busy: bool,
+    apps: Vec<Box<dyn App>>,
+    /// True while `apps` is taken out to run them (ICMP offered then goes nowhere).
+    apps_busy: bool,
     next_ip_id: u16,
     next_ident: u16,
     /// Datagrams sent to one of our own addresses, delivered on the next poll.
@@ -162,6 +160,20 @@ pub struct Stack {
     /// Given to tap rx threads and NetBSD-bus watchers of links this stack attaches.
     events: Option<EventSender>,
     pub halt_requested: bool,
+}
+
+/// Something running on top of the stack, driven by its loop: a long-running command (ping,
+/// traceroute), later a transport. The stack knows apps only through this, so it depends on
+/// neither the commands nor their output.
+pub trait App {
+    /// Runs due work; true once finished (the app has reported its own result).
+    fn poll(&mut self, stack: &mut Stack, now: Instant) -> bool;
+    /// When `poll` next has work, if ever.
+    fn deadline(&self) -> Option<Instant>;
+    /// Offered every ICMP reply or error the stack receives; true if it belonged to this app.
+    fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>) -> bool;
+    /// The node is shutting down.
+    fn cancel(&mut self);
 }
 
 /// What an interface attaches to, told by its name as on NetBSD.
@@ -236,8 +248,8 @@ impl Stack {
                 tokens: 100.0,
                 last: None,
             },
-            jobs: Vec::new(),
-            jobs_busy: false,
+            apps: Vec::new(),
+            apps_busy: false,
             next_ip_id: seed.wrapping_mul(7919),
             next_ident: seed,
             loopback: VecDeque::new(),
@@ -438,12 +450,13 @@ impl Stack {
         self.next_ident
     }
 
-    pub fn start_job(&mut self, job: Job, out: Output) {
-        self.jobs.push(JobSlot { job, out });
+    /// Runs `app` on top of the stack until it says it is done.
+    pub fn start_app(&mut self, app: Box<dyn App>) {
+        self.apps.push(app);
     }
 
-    pub fn jobs_running(&self) -> usize {
-        self.jobs.len()
+    pub fn apps_running(&self) -> usize {
+        self.apps.len()
     }
 
     /// The receiving ports of every bus link, for the node loop to drain and sleep on.
@@ -539,24 +552,13 @@ impl Stack {
         for exp in self.reasm.poll(now, &mut self.stats) {
             self.icmp_error_about(now, &exp.first, None, ip::ErrorKind::ReassemblyTimeout);
         }
-        if !self.jobs.is_empty() {
-            let mut jobs = std::mem::take(&mut self.jobs);
-            self.jobs_busy = true;
-            jobs.retain_mut(|slot| {
-                if slot.out.is_cancelled() {
-                    return false;
-                }
-                match slot.job.poll(self, now, &slot.out) {
-                    Some(code) => {
-                        slot.out.exit(code);
-                        false
-                    }
-                    None => true,
-                }
-            });
-            self.jobs_busy = false;
-            jobs.append(&mut self.jobs);
-            self.jobs = jobs;
+        if !self.apps.is_empty() {
+            let mut apps = std::mem::take(&mut self.apps);
+            self.apps_busy = true;
+            apps.retain_mut(|app| !app.poll(self, now));
+            self.apps_busy = false;
+            apps.append(&mut self.apps);
+            self.apps = apps;
         }
         self.drain_loopback(now);
     }
@@ -566,7 +568,7 @@ impl Stack {
         let mut d = [
             self.arp.next_deadline(),
             self.reasm.next_deadline(),
-            self.jobs.iter().filter_map(|j| j.job.deadline()).min(),
+            self.apps.iter().filter_map(|a| a.deadline()).min(),
         ]
         .into_iter()
         .flatten()
@@ -584,11 +586,10 @@ impl Stack {
         }
     }
 
-    /// Cancels every running command (node shutting down).
-    pub fn cancel_jobs(&mut self) {
-        for slot in self.jobs.drain(..) {
-            slot.out.err("interrupted: node is shutting down");
-            slot.out.exit(130);
+    /// Cancels everything running on the stack (node shutting down).
+    pub fn cancel_apps(&mut self) {
+        for mut app in self.apps.drain(..) {
+            app.cancel();
         }
     }
 }

@@ -93,7 +93,7 @@ fn command(s: &mut Stack, now: Instant, argv: &str) -> crossbeam_channel::Receiv
         s,
         now,
         &req,
-        Output::new(tx, Arc::new(AtomicBool::new(false))),
+        crate::cmd::Output::new(tx, Arc::new(AtomicBool::new(false))),
     );
     rx
 }
