@@ -13,7 +13,6 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::TrySendError;
 
@@ -21,8 +20,6 @@ pub use crate::event::LinkId;
 use crate::event::{Event, EventSender};
 use crate::wire::Mac;
 
-/// How often a NetBSD-bus watcher wakes up with nothing to read (to notice it should stop).
-const RX_POLL: Duration = Duration::from_millis(100);
 /// Frames a bus link queues before it sends them without waiting for the end of the step.
 const MAX_QUEUED: usize = 64;
 
@@ -145,17 +142,22 @@ impl Link {
         let Some(watch) = self.bus.as_ref().and_then(|b| b.watch()) else {
             return;
         };
-        let (stop, bell) = (self.stop.clone(), events.clone());
+        let Ok(wake) = new_wake() else {
+            return;
+        };
+        let (stop, bell, wake_rx) = (self.stop.clone(), events.clone(), wake.clone());
         self.rx_thread = std::thread::Builder::new()
             .name(format!("watch-{}", self.linkstr.display()))
             .stack_size(64 * 1024)
             .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    watch.wait(RX_POLL);
+                use std::os::fd::AsFd;
+                // Sleeps until the bus file is written or the link stops: no timer.
+                while !stop.load(Ordering::Relaxed) && watch.wait_or_wake(wake_rx.as_fd()) {
                     bell.ring();
                 }
             })
             .ok();
+        self.rx_wake = Some(wake);
     }
 
     /// The port's bus counters, read now (they are atomics the port updates as it goes).
@@ -268,10 +270,7 @@ impl Link {
         let stop_rx = stop.clone();
         let rx_queue_drops = Arc::new(AtomicU64::new(0));
         let drops = rx_queue_drops.clone();
-        let wake = Arc::new(rustix::event::eventfd(
-            0,
-            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-        )?);
+        let wake = new_wake()?;
         let wake_rx = wake.clone();
         let rx_thread = std::thread::Builder::new()
             .name(format!("rx-{}", linkstr.display()))
@@ -295,6 +294,14 @@ impl Link {
     }
 }
 
+/// The eventfd that stops a link's rx or watcher thread (see `Link::stop`).
+fn new_wake() -> std::io::Result<Arc<std::os::fd::OwnedFd>> {
+    Ok(Arc::new(rustix::event::eventfd(
+        0,
+        rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+    )?))
+}
+
 /// A locally administered unicast MAC, `b2:a1:` plus four random bytes (shmif ports use
 /// `b2:a0:`, so the two kinds are told apart in captures).
 fn random_mac() -> Mac {
@@ -304,8 +311,7 @@ fn random_mac() -> Mac {
 }
 
 impl Link {
-    /// Tells the rx or watcher thread to stop: a tap reader is woken through its eventfd, a
-    /// watcher notices within RX_POLL.
+    /// Tells the rx or watcher thread to stop, waking it through its eventfd.
     fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(fd) = &self.rx_wake {

@@ -180,3 +180,35 @@ fn a_node_on_more_buses_than_one_futex_waitv_takes_still_answers_on_the_last() {
     pings(&peer, "10.100.0.1");
     assert_eq!(thread_names(node.pid()).len(), 3, "stack, control, signals");
 }
+
+#[test]
+fn a_node_on_a_netbsd_mode_bus_answers_and_does_not_wake_while_idle() {
+    let dir = tempdir();
+    let d = dir.path();
+    let bus = d.join("nb.bus");
+    let node = Node::start(d, "n");
+    let peer = Node::start(d, "p");
+    node.ok("ifconfig shmif0 create");
+    node.ok(&format!("ifconfig shmif0 linkstr {} netbsd", bus.display()));
+    node.ok("ifconfig shmif0 inet 10.0.7.1/24 up");
+    peer.iface("shmif0", &bus, "10.0.7.2/24");
+    pings(&peer, "10.0.7.1");
+    pings(&node, "10.0.7.2");
+    // The bus's file watcher (NetBSD kernels wake through the file, not our futex) is there...
+    let names = thread_names(node.pid());
+    assert!(names.iter().any(|n| n.starts_with("watch-")), "{names:?}");
+    // ... and sleeps like everything else while nothing happens.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = thread_switches(node.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        thread_switches(node.pid()),
+        before,
+        "an idle thread woke up"
+    );
+    // Detaching stops the watcher.
+    node.ok("ifconfig shmif0 -linkstr");
+    std::thread::sleep(Duration::from_millis(100));
+    let names = thread_names(node.pid());
+    assert!(!names.iter().any(|n| n.starts_with("watch-")), "{names:?}");
+}

@@ -437,6 +437,12 @@ impl BusWatch {
     pub fn wait(&self, timeout: std::time::Duration) {
         crate::wake::inotify_wait(&self.fd, timeout);
     }
+
+    /// Sleeps, with no timeout, until the bus file is written (`true`) or `wake` (an eventfd
+    /// or pipe another thread writes to) becomes readable (`false`).
+    pub fn wait_or_wake(&self, wake: std::os::fd::BorrowedFd<'_>) -> bool {
+        crate::wake::inotify_wait_or_wake(&self.fd, wake)
+    }
 }
 
 /// Whether the live ring holds a frame record that no shmlab writer numbered: a NetBSD kernel

@@ -33,3 +33,30 @@ pub(crate) fn inotify_wait(fd: &OwnedFd, timeout: Duration) {
         }
     }
 }
+
+/// Sleeps, with no timeout, until the bus file is written (true) or `wake` becomes readable
+/// (false); drains queued bus events.
+pub(crate) fn inotify_wait_or_wake(fd: &OwnedFd, wake: std::os::fd::BorrowedFd<'_>) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    loop {
+        let mut pfd = [
+            PollFd::new(fd, PollFlags::IN),
+            PollFd::new(&wake, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut pfd, None) {
+            Ok(_) if !pfd[1].revents().is_empty() => return false,
+            Ok(_) if !pfd[0].revents().is_empty() => {
+                let mut buf = [0u8; 4096];
+                while let Ok(got) = rustix::io::read(fd.as_fd(), &mut buf) {
+                    if got == 0 {
+                        break;
+                    }
+                }
+                return true;
+            }
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            // Nothing sensible to wait on: say "written", the caller looks at the bus.
+            Err(_) => return true,
+        }
+    }
+}
