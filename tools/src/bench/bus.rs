@@ -340,52 +340,58 @@ struct WriterArgs {
     rate: u64,
 }
 
+/// Sends `batch` again and again for `time` (one frame with `send`, more with `send_batch`),
+/// flat out or held to `rate` frames/s; returns the seconds it took. The writers of the bus
+/// and forward suites.
+pub(crate) fn send_for(
+    port: &Port,
+    batch: &[&[u8]],
+    rate: u64,
+    time: Duration,
+) -> anyhow::Result<f64> {
+    let send = || -> anyhow::Result<()> {
+        match batch {
+            [one] => port.send(one)?,
+            many => port.send_batch(many)?,
+        }
+        Ok(())
+    };
+    // Check the clock every few hundred frames so that reading it costs nothing measurable.
+    let calls_per_check = (256 / batch.len()).max(1);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    loop {
+        if rate > 0 {
+            // Paced: wait until the schedule allows the next batch; yield rather than sleep,
+            // because batches are microseconds apart and sleeps are coarser than that.
+            let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+            while Instant::now() < due {
+                std::thread::yield_now();
+            }
+            send()?;
+            sent += batch.len() as u64;
+        } else {
+            for _ in 0..calls_per_check {
+                send()?;
+            }
+        }
+        if start.elapsed() >= time {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+    }
+}
+
 pub fn writer_role(argv: Vec<String>) -> anyhow::Result<()> {
     let args = WriterArgs::try_parse_from(argv)?;
     let bus = Bus::attach(&args.bus, &BusConfig::default())?;
     let port = bus.port();
     let frame = bench_frame(port.mac(), args.frame_size);
     let batch: Vec<&[u8]> = vec![frame.as_slice(); args.batch.max(1)];
-    // Check the clock every few hundred frames so that reading it costs nothing measurable.
-    let calls_per_check = (256 / batch.len()).max(1);
-    let time = Duration::from_millis(args.millis);
     tell_parent("ready")?;
     if hear_parent()?.as_deref() != Some("go") {
         return Ok(());
     }
-    let start = Instant::now();
-    let mut sent = 0u64;
-    loop {
-        if args.rate > 0 {
-            // Paced: wait until the schedule allows the next batch; yield rather than sleep,
-            // because batches are microseconds apart and sleeps are coarser than that.
-            let due = start + Duration::from_secs_f64(sent as f64 / args.rate as f64);
-            while Instant::now() < due {
-                std::thread::yield_now();
-            }
-            if batch.len() == 1 {
-                port.send(&frame)?;
-            } else {
-                port.send_batch(&batch)?;
-            }
-            sent += batch.len() as u64;
-            if start.elapsed() >= time {
-                break;
-            }
-            continue;
-        }
-        for _ in 0..calls_per_check {
-            if batch.len() == 1 {
-                port.send(&frame)?;
-            } else {
-                port.send_batch(&batch)?;
-            }
-        }
-        if start.elapsed() >= time {
-            break;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = send_for(&port, &batch, args.rate, Duration::from_millis(args.millis))?;
     let result = WriterResult {
         sent: port.stats().sent,
         secs,

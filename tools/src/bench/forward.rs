@@ -201,33 +201,11 @@ pub fn gen_role(argv: Vec<String>) -> anyhow::Result<()> {
         args.ip_len,
     );
     let batch: Vec<&[u8]> = vec![frame.as_slice(); args.batch.max(1)];
-    let calls_per_check = (256 / batch.len()).max(1);
-    let time = Duration::from_millis(args.millis);
     tell_parent("ready")?;
     if hear_parent()?.as_deref() != Some("go") {
         return Ok(());
     }
-    let start = Instant::now();
-    let mut sent = 0u64;
-    loop {
-        if args.rate > 0 {
-            // Paced as the bus suite's writers are: yield until the next batch is due.
-            let due = start + Duration::from_secs_f64(sent as f64 / args.rate as f64);
-            while Instant::now() < due {
-                std::thread::yield_now();
-            }
-            port.send_batch(&batch)?;
-            sent += batch.len() as u64;
-        } else {
-            for _ in 0..calls_per_check {
-                port.send_batch(&batch)?;
-            }
-        }
-        if start.elapsed() >= time {
-            break;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = super::bus::send_for(&port, &batch, args.rate, Duration::from_millis(args.millis))?;
     tell_parent(&serde_json::to_string(&GenResult {
         sent: port.stats().sent,
         errors: 0,

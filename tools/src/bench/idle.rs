@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::lab::{netstack_bins, LabDir, Node, NETSTACK_DIR_ENV};
+use super::ping::Memory;
 use super::{Context, SuiteReport};
 
 const NODES: usize = 100;
@@ -125,35 +126,6 @@ fn used(before: &NodeTimes, after: &NodeTimes) -> Used {
     u
 }
 
-/// Resident memory from /proc/PID/status, KiB.
-#[derive(Clone, Copy, Debug, Serialize)]
-struct Memory {
-    vm_rss: u64,
-    rss_anon: u64,
-    rss_file: u64,
-    rss_shmem: u64,
-    threads: u64,
-}
-
-fn memory(pid: u32) -> anyhow::Result<Memory> {
-    let text =
-        read(&format!("/proc/{pid}/status")).with_context(|| format!("process {pid} gone"))?;
-    let field = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(Memory {
-        vm_rss: field("VmRSS:"),
-        rss_anon: field("RssAnon:"),
-        rss_file: field("RssFile:"),
-        rss_shmem: field("RssShmem:"),
-        threads: field("Threads:"),
-    })
-}
-
 fn median(mut v: Vec<u64>) -> u64 {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or(0)
@@ -198,7 +170,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
     let secs = t0.elapsed().as_secs_f64();
     let mems: Vec<Memory> = pids
         .iter()
-        .map(|&p| memory(p))
+        .map(|&p| Memory::of(p))
         .collect::<anyhow::Result<_>>()?;
     let per_node: Vec<Used> = before.iter().zip(&after).map(|(b, a)| used(b, a)).collect();
     drop(nodes);
@@ -210,7 +182,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         .spawn()
         .context("starting sleep")?;
     std::thread::sleep(Duration::from_millis(200));
-    let sleep_mem = memory(sleeper.id());
+    let sleep_mem = Memory::of(sleeper.id());
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 
@@ -384,7 +356,7 @@ mod tests {
         let t = node_times(std::process::id()).unwrap();
         assert!(!t.threads.is_empty());
         assert!(t.threads.values().any(|th| th.run_ns > 0));
-        let m = memory(std::process::id()).unwrap();
+        let m = Memory::of(std::process::id()).unwrap();
         assert!(m.vm_rss > 0 && m.threads >= 1);
     }
 }

@@ -224,16 +224,16 @@ impl Node {
 
 /// Resident memory from /proc/PID/status, KiB.
 #[derive(Clone, Copy, Debug, Serialize)]
-struct Memory {
-    vm_rss: u64,
-    rss_anon: u64,
-    rss_file: u64,
-    rss_shmem: u64,
-    threads: u64,
+pub(crate) struct Memory {
+    pub vm_rss: u64,
+    pub rss_anon: u64,
+    pub rss_file: u64,
+    pub rss_shmem: u64,
+    pub threads: u64,
 }
 
 impl Memory {
-    fn of(pid: u32) -> anyhow::Result<Memory> {
+    pub(crate) fn of(pid: u32) -> anyhow::Result<Memory> {
         let mut text = String::new();
         std::fs::File::open(format!("/proc/{pid}/status"))
             .and_then(|mut f| f.read_to_string(&mut text))
