@@ -433,11 +433,6 @@ pub struct BusWatch {
 }
 
 impl BusWatch {
-    /// Sleeps until the bus file is written or `timeout` passes.
-    pub fn wait(&self, timeout: std::time::Duration) {
-        crate::wake::inotify_wait(&self.fd, timeout);
-    }
-
     /// Sleeps, with no timeout, until the bus file is written (`true`) or `wake` (an eventfd
     /// or pipe another thread writes to) becomes readable (`false`).
     pub fn wait_or_wake(&self, wake: std::os::fd::BorrowedFd<'_>) -> bool {

@@ -71,11 +71,23 @@ impl Inbox {
         counters: &Counters,
         at: fn(&Ring<'_>, &crate::ring::HeaderSnapshot, crate::ring::Span) -> Cursor,
     ) {
-        let Ok(guard) = bus.lock() else {
-            return;
-        };
+        self.with_lock(bus, counters, |inbox, live| {
+            inbox.cursor = at(live.ring, live.snap, live.span);
+        });
+    }
+
+    /// Runs `f` under the bus lock on the checked (and if need be repaired) ring. `None` if the
+    /// lock could not be had (the file was truncated) or the ring has no live span.
+    fn with_lock<R>(
+        &mut self,
+        bus: &Bus,
+        counters: &Counters,
+        f: impl FnOnce(&mut Inbox, &Live<'_>) -> R,
+    ) -> Option<R> {
+        let guard = bus.lock().ok()?;
         let ring = Ring::new(&bus.mem);
         let snap = repair_if_needed(&ring, guard.how, counters, self.cursor.floor);
+        // A takeover while attaching is counted by the first port or reader that locks.
         if let Some(Acquired::Broken(reason)) = bus
             .attach_recovery
             .lock()
@@ -84,9 +96,15 @@ impl Inbox {
         {
             count_break(counters, reason);
         }
-        if let Ok(span) = ring.span(&snap) {
-            self.cursor = at(&ring, &snap, span);
-        }
+        let span = ring.span(&snap).ok()?;
+        let live = Live {
+            ring: &ring,
+            snap: &snap,
+            span,
+        };
+        let r = f(self, &live);
+        drop(guard);
+        Some(r)
     }
 
     /// Copies the next batch of records into staging and accounts for them. False if there
@@ -133,51 +151,40 @@ impl Inbox {
                 }
             }
         }
-        let Ok(guard) = bus.lock() else {
-            return false;
-        };
-        let ring = Ring::new(&bus.mem);
-        let snap = repair_if_needed(&ring, guard.how, counters, self.cursor.floor);
-        let Ok(span) = ring.span(&snap) else {
-            return false;
-        };
-        self.netbsd_seen = bus.netbsd_mode();
-        let foreign = if self.netbsd_seen {
-            Foreign::Deliver
-        } else if bus.can_be_netbsd() {
-            Foreign::Detected
-        } else {
-            Foreign::Skip
-        };
-        let live = Live {
-            ring: &ring,
-            snap: &snap,
-            span,
-        };
-        let mut got = scan::refill_locked(
-            &live,
-            &mut self.cursor,
-            &mut self.staging,
-            verdict,
-            foreign,
-            counters,
-        );
-        if got.foreign_seen {
-            // A NetBSD kernel writes on this 1 MiB bus: from now on it is a NetBSD bus, for
-            // every attacher. Switched under the lock, so every writer after us sees it.
-            sync::set_netbsd_mode(&bus.mem);
-            let more = scan::refill_locked(
-                &live,
-                &mut self.cursor,
-                &mut self.staging,
+        self.with_lock(bus, counters, |inbox, live| {
+            inbox.netbsd_seen = bus.netbsd_mode();
+            let foreign = if inbox.netbsd_seen {
+                Foreign::Deliver
+            } else if bus.can_be_netbsd() {
+                Foreign::Detected
+            } else {
+                Foreign::Skip
+            };
+            let mut got = scan::refill_locked(
+                live,
+                &mut inbox.cursor,
+                &mut inbox.staging,
                 verdict,
-                Foreign::Deliver,
+                foreign,
                 counters,
             );
-            got.moved |= more.moved;
-        }
-        drop(guard);
-        got.moved
+            if got.foreign_seen {
+                // A NetBSD kernel writes on this 1 MiB bus: from now on it is a NetBSD bus, for
+                // every attacher. Switched under the lock, so every writer after us sees it.
+                sync::set_netbsd_mode(&bus.mem);
+                let more = scan::refill_locked(
+                    live,
+                    &mut inbox.cursor,
+                    &mut inbox.staging,
+                    verdict,
+                    Foreign::Deliver,
+                    counters,
+                );
+                got.moved |= more.moved;
+            }
+            got.moved
+        })
+        .unwrap_or(false)
     }
 
     /// In a stream, lets the writers get some way ahead before reading on: a reader right on the
@@ -210,26 +217,16 @@ impl Inbox {
     /// Under the lock, restarts a lapped cursor (see `scan::resync`). False if it was not
     /// lapped (or the lock could not be had).
     fn resync_if_lapped(&mut self, bus: &Bus, counters: &Counters) -> bool {
-        let Ok(guard) = bus.lock() else {
-            return false;
-        };
-        let ring = Ring::new(&bus.mem);
-        let snap = repair_if_needed(&ring, guard.how, counters, self.cursor.floor);
-        let Ok(span) = ring.span(&snap) else {
-            return false;
-        };
-        if self.cursor.pos >= span.first {
-            return false;
-        }
-        let live = Live {
-            ring: &ring,
-            snap: &snap,
-            span,
-        };
-        let mut tally = scan::Tally::default();
-        scan::resync(&live, &mut self.cursor, &mut tally, counters);
-        tally.flush(counters);
-        true
+        self.with_lock(bus, counters, |inbox, live| {
+            if inbox.cursor.pos >= live.span.first {
+                return false;
+            }
+            let mut tally = scan::Tally::default();
+            scan::resync(live, &mut inbox.cursor, &mut tally, counters);
+            tally.flush(counters);
+            true
+        })
+        .unwrap_or(false)
     }
 
     /// Gets ready for the caller to sleep on the bus's futex word (see [`crate::Sleep`]): the
