@@ -182,10 +182,15 @@ impl Link {
 
     /// A link that hands frames to `tx` and receives nothing by itself (unit tests).
     pub fn custom(id: LinkId, mac: Mac, linkstr: &str, tx: Box<dyn LinkTx>) -> Link {
+        Link::new(id, mac, PathBuf::from(linkstr), tx)
+    }
+
+    /// A link with nothing receiving yet: callers add the port or rx thread.
+    fn new(id: LinkId, mac: Mac, linkstr: PathBuf, tx: Box<dyn LinkTx>) -> Link {
         Link {
             id,
             mac,
-            linkstr: PathBuf::from(linkstr),
+            linkstr,
             bus: None,
             port: None,
             tx,
@@ -217,21 +222,15 @@ impl Link {
     ) -> Result<Link, shmif::BusError> {
         let bus = shmif::Bus::attach(path, config)?;
         let port = bus.port();
-        Ok(Link {
+        let mut link = Link::new(
             id,
-            mac: Mac(port.mac()),
-            linkstr: path.to_path_buf(),
-            tx: Box::new(port.sender()),
-            port: Some(port),
-            bus: Some(bus),
-            queued: RefCell::new(Vec::new()),
-            spare: RefCell::new(Vec::new()),
-            stop: Arc::new(AtomicBool::new(false)),
-            rx_queue_drops: Arc::new(AtomicU64::new(0)),
-            rx_queue_drops_counted: 0,
-            rx_thread: None,
-            rx_wake: None,
-        })
+            Mac(port.mac()),
+            path.to_path_buf(),
+            Box::new(port.sender()),
+        );
+        link.port = Some(port);
+        link.bus = Some(bus);
+        Ok(link)
     }
 
     /// Opens (or creates) host tap `tap_name` in our own network namespace and starts the rx
@@ -266,31 +265,18 @@ impl Link {
         rx: virtif::Tap,
         events: EventSender,
     ) -> std::io::Result<Link> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_rx = stop.clone();
-        let rx_queue_drops = Arc::new(AtomicU64::new(0));
-        let drops = rx_queue_drops.clone();
+        let mut link = Link::new(id, mac, linkstr, tx);
+        let (stop, drops) = (link.stop.clone(), link.rx_queue_drops.clone());
         let wake = new_wake()?;
         let wake_rx = wake.clone();
-        let rx_thread = std::thread::Builder::new()
-            .name(format!("rx-{}", linkstr.display()))
-            .stack_size(64 * 1024)
-            .spawn(move || tap_rx_loop(id, rx, events, &stop_rx, &drops, &wake_rx))?;
-        Ok(Link {
-            id,
-            mac,
-            linkstr,
-            bus: None,
-            port: None,
-            tx,
-            queued: RefCell::new(Vec::new()),
-            spare: RefCell::new(Vec::new()),
-            stop,
-            rx_queue_drops,
-            rx_queue_drops_counted: 0,
-            rx_thread: Some(rx_thread),
-            rx_wake: Some(wake),
-        })
+        link.rx_thread = Some(
+            std::thread::Builder::new()
+                .name(format!("rx-{}", link.linkstr.display()))
+                .stack_size(64 * 1024)
+                .spawn(move || tap_rx_loop(id, rx, events, &stop, &drops, &wake_rx))?,
+        );
+        link.rx_wake = Some(wake);
+        Ok(link)
     }
 }
 
