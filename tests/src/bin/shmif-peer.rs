@@ -91,32 +91,11 @@ fn main() {
     });
     let mut out = std::io::stdout();
     match cli.role {
-        Role::Send {
-            id,
-            count,
-            batch,
-            min_len,
-            max_len,
-            pause_us,
-            sweep,
-            ..
-        } => {
+        Role::Send { .. } => {
             let port = bus.port();
-            writeln!(out, "ready").unwrap();
-            out.flush().unwrap();
-            let mut go = String::new();
-            std::io::stdin().lock().read_line(&mut go).unwrap();
-            let mut seq = 0u64;
-            while seq < count {
-                let n = (count - seq).min(batch as u64);
-                let frames = test_frames(port.mac(), id, seq..seq + n, min_len, max_len, sweep);
-                let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-                port.send_batch(&refs).expect("send");
-                seq += n;
-                if pause_us > 0 {
-                    std::thread::sleep(Duration::from_micros(pause_us));
-                }
-            }
+            send_test_frames(&cli.role, port.mac(), |frames| {
+                port.send_batch(frames).expect("send")
+            });
             let s = port.stats();
             writeln!(
                 out,
@@ -209,29 +188,9 @@ fn main() {
     }
 }
 
-/// The test frames numbered `seqs`, sized as the `send` role's options say.
-fn test_frames(
-    mac: [u8; 6],
-    id: u32,
-    seqs: std::ops::Range<u64>,
-    min_len: usize,
-    max_len: usize,
-    sweep: bool,
-) -> Vec<Vec<u8>> {
-    seqs.map(|s| {
-        let len = if sweep {
-            min_len + (s as usize) % (max_len - min_len + 1)
-        } else {
-            size_for(s, min_len, max_len)
-        };
-        make_frame(mac, id, s, len)
-    })
-    .collect()
-}
-
-/// `send --netbsd-style`: the same frames as the `send` role, written by an emulated NetBSD
-/// interface. Reports the same JSON (a NetBSD writer never recovers a lock).
-fn netbsd_send(cli: &Cli) {
+/// The `send` role's work for any writer: says `ready`, waits for a line on stdin, then hands
+/// `send` the test frames in batches, as the role's options say. Returns how many it sent.
+fn send_test_frames(role: &Role, mac: [u8; 6], mut send: impl FnMut(&[&[u8]])) -> u64 {
     let Role::Send {
         id,
         count,
@@ -240,9 +199,44 @@ fn netbsd_send(cli: &Cli) {
         max_len,
         pause_us,
         sweep,
-        padding,
-        keep_size,
         ..
+    } = *role
+    else {
+        unreachable!("only the send role sends")
+    };
+    let mut out = std::io::stdout();
+    writeln!(out, "ready").unwrap();
+    out.flush().unwrap();
+    let mut go = String::new();
+    std::io::stdin().lock().read_line(&mut go).unwrap();
+    let mut seq = 0u64;
+    while seq < count {
+        let n = (count - seq).min(batch as u64);
+        let frames: Vec<Vec<u8>> = (seq..seq + n)
+            .map(|s| {
+                let len = if sweep {
+                    min_len + (s as usize) % (max_len - min_len + 1)
+                } else {
+                    size_for(s, min_len, max_len)
+                };
+                make_frame(mac, id, s, len)
+            })
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        send(&refs);
+        seq += n;
+        if pause_us > 0 {
+            std::thread::sleep(Duration::from_micros(pause_us));
+        }
+    }
+    seq
+}
+
+/// `send --netbsd-style`: the same frames as the `send` role, written by an emulated NetBSD
+/// interface. Reports the same JSON (a NetBSD writer never recovers a lock).
+fn netbsd_send(cli: &Cli) {
+    let Role::Send {
+        padding, keep_size, ..
     } = cli.role
     else {
         unreachable!("only the send role writes NetBSD-style")
@@ -257,21 +251,7 @@ fn netbsd_send(cli: &Cli) {
         std::process::exit(2)
     });
     nif.set_padding(padding);
-    let mut out = std::io::stdout();
-    writeln!(out, "ready").unwrap();
-    out.flush().unwrap();
-    let mut go = String::new();
-    std::io::stdin().lock().read_line(&mut go).unwrap();
-    let mut seq = 0u64;
-    while seq < count {
-        let n = (count - seq).min(batch as u64);
-        let frames = test_frames(nif.mac(), id, seq..seq + n, min_len, max_len, sweep);
-        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-        nif.send(&refs).expect("send");
-        seq += n;
-        if pause_us > 0 {
-            std::thread::sleep(Duration::from_micros(pause_us));
-        }
-    }
-    writeln!(out, "{{\"sent\":{seq},\"lock_recoveries\":0}}").unwrap();
+    let mac = nif.mac();
+    let sent = send_test_frames(&cli.role, mac, |frames| nif.send(frames).expect("send"));
+    println!("{{\"sent\":{sent},\"lock_recoveries\":0}}");
 }
