@@ -1,6 +1,7 @@
 //! Wire formats: one `parse` per protocol that takes untrusted bytes and returns a validated
 //! typed value (or the [`DropReason`](crate::stats::DropReason) that rejects it), and one `emit`
-//! for the way back. Nothing above this module indexes into frames.
+//! for the way back. Nothing above this module indexes into frames. Packets being built live in a
+//! [`PacketBuf`], which keeps room in front for the headers of the layers below.
 //!
 //! `pnet_packet` provides the field accessors; it checks no lengths, so every `parse` checks
 //! them first.
@@ -9,7 +10,10 @@ pub mod arp;
 pub mod ether;
 pub mod icmp;
 pub mod ipv4;
+pub mod packet;
 pub mod udp;
+
+pub use packet::PacketBuf;
 
 use std::fmt;
 use std::str::FromStr;
