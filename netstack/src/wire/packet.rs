@@ -126,14 +126,14 @@ mod tests {
         let before = p.data().as_ptr();
         p.prepend(4).copy_from_slice(b"hdr:");
         assert_eq!(p.data(), b"hdr:payload");
-        assert_eq!(unsafe_free_offset(before, p.data().as_ptr()), 4);
+        assert_eq!(bytes_between(before, p.data().as_ptr()), 4);
         p.trim_front(4);
         assert_eq!(p.data(), b"payload");
         p.truncate(3);
         assert_eq!(p.data(), b"pay");
     }
 
-    fn unsafe_free_offset(a: *const u8, b: *const u8) -> usize {
+    fn bytes_between(a: *const u8, b: *const u8) -> usize {
         a as usize - b as usize
     }
 
