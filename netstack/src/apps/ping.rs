@@ -1,16 +1,17 @@
 //! ping: ICMP echo requests at an interval, replies and errors matched by identifier.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::{exceeded_text, unreach_text};
 use crate::control::Output;
-use crate::stack::{IcmpEvent, OutIp, Stack};
+use crate::stack::{IcmpEvent, IcmpMsg, OutIp, Stack};
 use crate::wire::icmp::{self, Icmp};
 use crate::wire::ipv4::{parse_quoted, PROTO_ICMP};
+use crate::wire::PacketBuf;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -63,7 +64,7 @@ enum Event<'a> {
         data_bytes: usize,
     },
     Reply {
-        from: Ipv4Addr,
+        from: IpAddr,
         seq: u16,
         ttl: u8,
         bytes: usize,
@@ -71,7 +72,7 @@ enum Event<'a> {
         dup: bool,
     },
     Error {
-        from: Ipv4Addr,
+        from: IpAddr,
         bytes: usize,
         message: &'a str,
     },
@@ -167,11 +168,16 @@ impl Ping {
         }
         if self.more_to_send() && now >= self.next_send {
             let seq = self.sent as u16;
-            let msg = icmp::emit(&Icmp::EchoRequest {
-                ident: self.ident,
-                seq,
-                data: &self.payload(now),
-            });
+            let mut msg = PacketBuf::new();
+            let data = self.payload(now);
+            icmp::emit_into(
+                &Icmp::EchoRequest {
+                    ident: self.ident,
+                    seq,
+                    data: &data,
+                },
+                &mut msg,
+            );
             self.sent += 1;
             self.last_send = Some(now);
             self.next_send = now + self.cfg.interval;
@@ -183,7 +189,7 @@ impl Ping {
                 now,
                 OutIp {
                     src: None,
-                    dst: self.cfg.dst,
+                    dst: IpAddr::V4(self.cfg.dst),
                     proto: PROTO_ICMP,
                     ttl: self.cfg.ttl,
                     df: self.cfg.df,
@@ -208,20 +214,18 @@ impl Ping {
     fn quotes_our_request(&self, quoted: &[u8]) -> bool {
         parse_quoted(quoted).is_some_and(|q| {
             q.proto == PROTO_ICMP
-                && q.l4.len() >= 8
-                && q.l4[0] == icmp::ECHO_REQUEST
-                && u16::from_be_bytes([q.l4[4], q.l4[5]]) == self.ident
+                && q.echo()
+                    .is_some_and(|(ty, ident, _)| ty == icmp::ECHO_REQUEST && ident == self.ident)
         })
     }
 
     fn quoted_seq(quoted: &[u8]) -> Option<u16> {
-        parse_quoted(quoted)
-            .filter(|q| q.l4.len() >= 8)
-            .map(|q| u16::from_be_bytes([q.l4[6], q.l4[7]]))
+        parse_quoted(quoted)?.echo().map(|(_, _, seq)| seq)
     }
 
     pub fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>, out: &Output) -> bool {
-        match ev.msg {
+        let IcmpMsg::V4(msg) = ev.msg;
+        match msg {
             Icmp::EchoReply { ident, seq, .. } if ident == self.ident => {
                 let Some(sent_at) = self.pending.get(&seq) else {
                     return true;
@@ -389,15 +393,15 @@ mod tests {
 
     fn reply(seq: u16) -> IcmpEvent<'static> {
         IcmpEvent {
-            src: Ipv4Addr::new(10, 0, 0, 2),
-            dst: Ipv4Addr::new(10, 0, 0, 1),
+            src: Ipv4Addr::new(10, 0, 0, 2).into(),
+            dst: Ipv4Addr::new(10, 0, 0, 1).into(),
             ttl: 64,
             len: 64,
-            msg: Icmp::EchoReply {
+            msg: IcmpMsg::V4(Icmp::EchoReply {
                 ident: 7,
                 seq,
                 data: &[],
-            },
+            }),
         }
     }
 

@@ -1,16 +1,17 @@
 //! traceroute: UDP probes with increasing TTL; routers answer time-exceeded, the destination
 //! port-unreachable. One probe outstanding at a time.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::control::Output;
-use crate::stack::{IcmpEvent, OutIp, Stack};
+use crate::stack::{IcmpEvent, IcmpMsg, OutIp, Stack};
 use crate::wire::icmp::{self, Icmp};
 use crate::wire::ipv4::{parse_quoted, PROTO_UDP};
 use crate::wire::udp::{self, Udp};
+use crate::wire::PacketBuf;
 
 /// Traditional first destination port.
 pub const BASE_PORT: u16 = 33434;
@@ -30,7 +31,7 @@ pub struct Config {
 
 #[derive(Serialize, Clone)]
 struct Probe {
-    from: Option<Ipv4Addr>,
+    from: Option<IpAddr>,
     rtt_ms: Option<f64>,
     /// "!N", "!H", "!P", "!F" ... or empty.
     annotation: String,
@@ -115,7 +116,7 @@ impl Traceroute {
             return Some(1);
         };
         let data = vec![0u8; self.cfg.packet_len.saturating_sub(28)];
-        let payload = udp::emit(
+        let payload = PacketBuf::from_slice(&udp::emit(
             src,
             self.cfg.dst,
             &Udp {
@@ -123,13 +124,13 @@ impl Traceroute {
                 dst_port: port,
                 payload: &data,
             },
-        );
+        ));
         self.outstanding = Some((port, now));
         let r = stack.ip_output(
             now,
             OutIp {
-                src: Some(src),
-                dst: self.cfg.dst,
+                src: Some(IpAddr::V4(src)),
+                dst: IpAddr::V4(self.cfg.dst),
                 proto: PROTO_UDP,
                 ttl: Some(self.ttl),
                 df: false,
@@ -174,7 +175,7 @@ impl Traceroute {
 
     fn render(&self, hop: &Hop) -> String {
         let mut s = format!("{:2} ", hop.ttl);
-        let mut last: Option<Ipv4Addr> = None;
+        let mut last: Option<IpAddr> = None;
         for p in &hop.probes {
             match (p.from, p.rtt_ms) {
                 (Some(a), Some(ms)) => {
@@ -198,11 +199,12 @@ impl Traceroute {
     }
 
     pub fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>, out: &Output) -> bool {
-        let (quoted, annotation, final_hop) = match ev.msg {
+        let IcmpMsg::V4(msg) = ev.msg;
+        let (quoted, annotation, final_hop) = match msg {
             Icmp::TimeExceeded { quoted, .. } => (quoted, String::new(), false),
             Icmp::Unreachable { code, quoted, .. } => {
                 let a = match code {
-                    icmp::UNREACH_PORT if ev.src == self.cfg.dst => "",
+                    icmp::UNREACH_PORT if ev.src == IpAddr::V4(self.cfg.dst) => "",
                     icmp::UNREACH_PORT => "!P",
                     icmp::UNREACH_NET => "!N",
                     icmp::UNREACH_HOST => "!H",
@@ -217,11 +219,9 @@ impl Traceroute {
         let Some(q) = parse_quoted(quoted) else {
             return false;
         };
-        if q.proto != PROTO_UDP || q.l4.len() < 4 {
+        let Some((sport, dport)) = q.ports().filter(|_| q.proto == PROTO_UDP) else {
             return false;
-        }
-        let sport = u16::from_be_bytes([q.l4[0], q.l4[1]]);
-        let dport = u16::from_be_bytes([q.l4[2], q.l4[3]]);
+        };
         if sport != self.src_port {
             return false;
         }

@@ -6,7 +6,6 @@ use clap::Parser;
 use serde::Serialize;
 
 use super::{parse, parse_addr, CmdError, Ctx, Done};
-use crate::stack::arp::State;
 use crate::stack::Stack;
 use crate::wire::Mac;
 
@@ -44,11 +43,7 @@ fn entries(stack: &Stack) -> Vec<Entry> {
         .entries
         .iter()
         .map(|((idx, addr), st)| {
-            let (mac, state) = match st {
-                State::Incomplete { .. } => (None, "incomplete"),
-                State::Reachable { mac, .. } => (Some(*mac), "reachable"),
-                State::Static { mac } => (Some(*mac), "permanent"),
-            };
+            let (mac, state) = (st.mac(), st.name());
             Entry {
                 addr: *addr,
                 mac,

@@ -132,10 +132,14 @@ fn info(i: &Iface, verbose: bool) -> IfInfo {
         inet: i
             .addrs
             .iter()
-            .map(|a| InetInfo {
-                addr: a.addr,
-                prefix: a.prefix,
-                broadcast: a.broadcast(),
+            .filter_map(|a| {
+                let addr: Ipv4Addr = a.get()?;
+                let host_bits = !u32::from(crate::stack::addr::mask_v4(a.prefix));
+                Some(InetInfo {
+                    addr,
+                    prefix: a.prefix,
+                    broadcast: Ipv4Addr::from(u32::from(addr) | host_bits),
+                })
             })
             .collect(),
         counters: verbose.then_some(i.counters),
@@ -390,7 +394,7 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     }
     if let Some((addr, len)) = act.addr {
         if act.delete {
-            if !stack.delete_addr(name, addr).map_err(err)? {
+            if !stack.delete_addr(name, addr.into()).map_err(err)? {
                 return Err(CmdError::fail(format!(
                     "{name}: {addr}: no such address on this interface"
                 )));
@@ -403,7 +407,7 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
                 )));
             }
             stack
-                .add_addr(name, IfAddr { addr, prefix }, act.alias)
+                .add_addr(name, IfAddr::v4(addr, prefix), act.alias)
                 .map_err(err)?;
         }
     } else if act.delete || act.alias || act.netmask.is_some() {

@@ -4,7 +4,9 @@ use clap::Parser;
 use serde::Serialize;
 
 use super::{parse, CmdError, Ctx, Done, Output};
-use crate::stack::route::RouteEntry;
+use crate::stack::addr::{network, Family};
+use crate::stack::route::{Route, RouteTable};
+use crate::stack::Iface;
 use crate::stack::Stack;
 use crate::stats::DropReason;
 
@@ -30,8 +32,71 @@ struct Args {
     json: bool,
 }
 
+/// A route as `netstat -rn` and `route get` show it.
+#[derive(Serialize)]
+pub(super) struct RouteRow<A> {
+    pub dest: A,
+    pub prefix: u8,
+    /// None for connected routes.
+    pub gateway: Option<A>,
+    pub ifindex: u32,
+    pub ifname: String,
+    pub flags: &'static str,
+}
+
+pub(super) fn route_row<A: Family>(r: &Route<A>, ifaces: &[Iface]) -> RouteRow<A> {
+    let flags = match (r.gateway.is_some(), r.is_host()) {
+        (true, true) => "UGHS",
+        (true, false) => "UGS",
+        (false, true) => "UHC",
+        (false, false) => "UC",
+    };
+    RouteRow {
+        dest: r.dest,
+        prefix: r.prefix,
+        gateway: r.gateway,
+        ifindex: r.ifindex,
+        ifname: ifaces
+            .iter()
+            .find(|i| i.index == r.ifindex)
+            .map_or_else(|| "-".to_string(), |i| i.name.clone()),
+        flags,
+    }
+}
+
+/// Every route in `table` (static ones whose gateway is unreachable too, with no interface),
+/// sorted by destination.
+fn route_rows<A: Family>(table: &RouteTable<A>, ifaces: &[Iface]) -> Vec<RouteRow<A>> {
+    let mut rows: Vec<RouteRow<A>> = table
+        .routes()
+        .iter()
+        .map(|r| route_row(r, ifaces))
+        .collect();
+    for s in table.statics() {
+        let live = table
+            .routes()
+            .iter()
+            .any(|r| r.dest == s.dest && r.prefix == s.prefix && r.gateway == Some(s.gateway));
+        if !live {
+            let mut row = route_row(
+                &Route {
+                    dest: s.dest,
+                    prefix: s.prefix,
+                    gateway: Some(s.gateway),
+                    ifindex: 0,
+                },
+                ifaces,
+            );
+            row.ifname = "-".into();
+            rows.push(row);
+        }
+    }
+    rows.sort_by_key(|r| (r.dest, r.prefix));
+    rows
+}
+
 /// "10.0.1/24" as netstat abbreviates networks; "default"; hosts in full.
-fn net_label(r: &RouteEntry) -> String {
+fn net_label(r: &RouteRow<std::net::Ipv4Addr>) -> String {
     if r.prefix == 0 {
         return "default".into();
     }
@@ -45,7 +110,7 @@ fn net_label(r: &RouteEntry) -> String {
 }
 
 pub(super) fn route_table(stack: &Stack, json: bool, out: &Output) {
-    let entries = stack.routes.entries(&stack.ifaces);
+    let entries = route_rows(&stack.routes, &stack.ifaces);
     if json {
         return out.json(&entries);
     }
@@ -88,16 +153,13 @@ fn interface_table(stack: &Stack, json: bool, out: &Output) {
         .map(|i| IfRow {
             name: i.name.clone(),
             mtu: i.mtu,
-            network: i.addrs.first().map_or_else(
+            network: i.addrs_v4().next().map_or_else(
                 || format!("<Link#{}>", i.index),
-                |a| {
-                    let net = crate::stack::route::network(a.addr, a.prefix);
-                    format!("{net}/{}", a.prefix)
-                },
+                |(a, prefix)| format!("{}/{prefix}", network(a, prefix)),
             ),
-            address: i.addrs.first().map_or_else(
+            address: i.addrs_v4().next().map_or_else(
                 || i.link.as_ref().map_or("-".into(), |l| l.mac.to_string()),
-                |a| a.addr.to_string(),
+                |(a, _)| a.to_string(),
             ),
             counters: i.counters,
         })

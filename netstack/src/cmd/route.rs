@@ -6,7 +6,8 @@ use clap::Parser;
 use serde::Serialize;
 
 use super::{classful_prefix, mask_to_prefix, parse, parse_addr, parse_cidr, CmdError, Ctx, Done};
-use crate::stack::route::{network, StaticRoute};
+use crate::stack::addr::{mask_v4, network};
+use crate::stack::route::StaticRoute;
 use crate::stack::Stack;
 
 #[derive(Parser)]
@@ -141,6 +142,7 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
                         dest: s.dest,
                         prefix: s.prefix,
                         gateway: gw,
+                        ifindex: None,
                     },
                     &stack.ifaces,
                 )
@@ -160,7 +162,7 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
             let s = parse_spec(rest, false)?;
             let r = stack
                 .routes
-                .delete(s.dest, s.prefix, s.gateway)
+                .delete(s.dest, s.prefix, s.gateway, &stack.ifaces)
                 .map_err(|e| CmdError::fail(format!("delete {}: {e}", s.label)))?;
             if args.json {
                 ctx.out.json(&Change {
@@ -184,21 +186,21 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
             };
             let hop = stack
                 .routes
-                .lookup(dst, &stack.ifaces)
+                .lookup(dst)
                 .ok_or_else(|| CmdError::fail(format!("route to {dst}: not in table")))?;
-            let entry = hop.entry(&stack.ifaces);
+            let entry = super::netstat::route_row(&hop.route, &stack.ifaces);
             let g = Got {
                 route_to: dst,
                 destination: entry.dest,
                 prefix: entry.prefix,
                 gateway: entry.gateway,
                 interface: entry.ifname,
-                flags: entry.flags,
+                flags: entry.flags.to_string(),
             };
             if args.json {
                 ctx.out.json(&g);
             } else {
-                let mask = Ipv4Addr::from(crate::stack::route::mask(g.prefix));
+                let mask = mask_v4(g.prefix);
                 ctx.out.out(format!("   route to: {}", g.route_to));
                 ctx.out.out(format!(
                     "destination: {}",
@@ -219,7 +221,7 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         }
         "show" => super::netstat::route_table(stack, args.json, ctx.out),
         "flush" => {
-            for r in std::mem::take(&mut stack.routes.statics) {
+            for r in stack.routes.flush(&stack.ifaces) {
                 let label = if r.prefix == 0 {
                     "default".to_string()
                 } else {

@@ -1,14 +1,15 @@
-//! Link layer: Ethernet II demultiplexing, ARP (RFC 826) and resolving next hops for IPv4.
+//! Link layer: Ethernet II demultiplexing, ARP (RFC 826) as the IPv4 front end of the
+//! neighbour cache, and the link end of the output pipeline.
 
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use super::arp::Resolve;
+use super::neighbor::{Advert, Resolve};
 use super::Stack;
 use crate::stats::DropReason;
 use crate::wire::arp::{self as warp, Arp, OP_REPLY, OP_REQUEST};
 use crate::wire::ether::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use crate::wire::Mac;
+use crate::wire::{Mac, PacketBuf};
 
 impl Stack {
     pub(super) fn ether_input(&mut self, now: Instant, index: u32, frame: &[u8]) {
@@ -61,7 +62,8 @@ impl Stack {
         if a.sha.is_multicast() || a.sha == my_mac {
             return self.stats.drop(DropReason::ArpBadSender);
         }
-        if iface.addrs.iter().any(|x| x.addr == a.spa) {
+        let ours = |x: Ipv4Addr| iface.addrs.iter().any(|m| m.usable() && m.get() == Some(x));
+        if ours(a.spa) {
             // Someone else claims our address.
             tracing::warn!(
                 "{}: duplicate address {} claimed by {}",
@@ -72,32 +74,52 @@ impl Stack {
             self.stats.counters.arp_duplicate_address += 1;
             return self.stats.drop(DropReason::ArpBadSender);
         }
-        let for_us = iface.addrs.iter().any(|x| x.addr == a.tpa);
-        let reply_from = if for_us { Some(a.tpa) } else { None };
+        let for_us = ours(a.tpa);
         if !a.spa.is_unspecified() {
-            let waiting = self.arp.learn(now, (index, a.spa), a.sha, for_us);
+            let key = (index, a.spa);
+            // A reply to us confirms reachability; a request for us tells us the sender's MAC
+            // (RFC 826's merge, with NetBSD creating the entry only when the target is ours).
+            let waiting = if a.op == OP_REPLY && for_us {
+                let advert = Advert {
+                    mac: Some(a.sha),
+                    solicited: true,
+                    override_: true,
+                };
+                let w = self.arp.advert(now, key, advert);
+                self.arp.learn(now, key, a.sha, true);
+                w
+            } else {
+                self.arp.learn(now, key, a.sha, for_us)
+            };
             for d in waiting {
-                self.send_ip_frame(index, a.sha, &d);
+                self.send_frame(index, a.sha, ETHERTYPE_IPV4, d);
             }
         }
-        match (a.op, reply_from) {
-            (OP_REQUEST, Some(tpa)) => {
+        match (a.op, for_us) {
+            (OP_REQUEST, true) => {
                 let reply = Arp {
                     op: OP_REPLY,
                     sha: my_mac,
-                    spa: tpa,
+                    spa: a.tpa,
                     tha: a.sha,
                     tpa: a.spa,
                 };
                 self.stats.counters.arp_replies_out += 1;
-                self.send_frame(index, a.sha, ETHERTYPE_ARP, &warp::emit(&reply));
+                self.send_arp(index, a.sha, &reply);
             }
-            (_, Some(_)) => {}
-            (_, None) => self.stats.drop(DropReason::ArpNotForUs),
+            (_, true) => {}
+            (_, false) => self.stats.drop(DropReason::ArpNotForUs),
         }
     }
 
-    pub(super) fn send_arp_request(&mut self, index: u32, target: Ipv4Addr) {
+    fn send_arp(&mut self, index: u32, to: Mac, a: &Arp) {
+        let mut b = PacketBuf::new();
+        b.extend_from_slice(&warp::emit(a));
+        self.send_frame(index, to, ETHERTYPE_ARP, b);
+    }
+
+    /// An ARP request for `target`: broadcast, or unicast to `to` when probing a stale entry.
+    pub(super) fn send_arp_request(&mut self, index: u32, target: Ipv4Addr, to: Option<Mac>) {
         let Some(iface) = self.iface_by_index(index) else {
             return;
         };
@@ -112,7 +134,7 @@ impl Stack {
             tpa: target,
         };
         self.stats.counters.arp_requests_out += 1;
-        self.send_frame(index, Mac::BROADCAST, ETHERTYPE_ARP, &warp::emit(&req));
+        self.send_arp(index, to.unwrap_or(Mac::BROADCAST), &req);
     }
 
     /// Announces `addr` (a request for our own address, RFC 5227 style), so peers refresh
@@ -132,42 +154,47 @@ impl Stack {
             tpa: addr,
         };
         self.stats.counters.arp_gratuitous_out += 1;
-        self.send_frame(index, Mac::BROADCAST, ETHERTYPE_ARP, &warp::emit(&req));
+        self.send_arp(index, Mac::BROADCAST, &req);
     }
 
-    /// Sends an IPv4 datagram (already fragmented to the MTU) to `nexthop` on `index`.
-    pub(super) fn link_output(&mut self, now: Instant, index: u32, nexthop: Ipv4Addr, d: Vec<u8>) {
+    /// Stage 5 for IPv4: a datagram (already fragmented to the MTU) to `nexthop` on `index`.
+    pub(super) fn link_output4(
+        &mut self,
+        now: Instant,
+        index: u32,
+        nexthop: Ipv4Addr,
+        d: PacketBuf,
+    ) {
         let Some(iface) = self.iface_by_index(index) else {
             return self.stats.drop(DropReason::IfDown);
         };
         if !iface.running() {
             return self.stats.drop(DropReason::IfDown);
         }
-        let bcast = nexthop.is_broadcast() || iface.addrs.iter().any(|a| a.broadcast() == nexthop);
+        let bcast =
+            nexthop.is_broadcast() || iface.addrs.iter().any(|a| a.broadcast() == Some(nexthop));
         if bcast {
-            return self.send_ip_frame(index, Mac::BROADCAST, &d);
+            return self.send_frame(index, Mac::BROADCAST, ETHERTYPE_IPV4, d);
         }
         match self.arp.resolve(now, (index, nexthop), d) {
-            Resolve::Found(mac, d) => self.send_ip_frame(index, mac, &d),
-            Resolve::Queued { request: true } => self.send_arp_request(index, nexthop),
-            Resolve::Queued { request: false } => {}
+            Resolve::Found(mac, d) => self.send_frame(index, mac, ETHERTYPE_IPV4, d),
+            Resolve::Queued { solicit: true } => self.send_arp_request(index, nexthop, None),
+            Resolve::Queued { solicit: false } => {}
             Resolve::QueueFull => self.stats.drop(DropReason::ArpQueueFull),
         }
     }
 
-    pub(super) fn send_ip_frame(&mut self, index: u32, dst: Mac, d: &[u8]) {
-        self.send_frame(index, dst, ETHERTYPE_IPV4, d)
-    }
-
-    fn send_frame(&mut self, index: u32, dst: Mac, ethertype: u16, payload: &[u8]) {
+    /// Puts the Ethernet header in the packet's headroom and hands the frame to the link.
+    pub(super) fn send_frame(&mut self, index: u32, dst: Mac, ethertype: u16, mut pkt: PacketBuf) {
         let Some(iface) = self.iface_by_index_mut(index) else {
             return;
         };
         let Some(link) = iface.link.as_ref() else {
             return self.stats.drop(DropReason::IfDown);
         };
-        let frame = ether::emit(dst, link.mac, ethertype, payload);
-        match link.send(&frame) {
+        ether::prepend(dst, link.mac, ethertype, &mut pkt);
+        let frame = pkt.data();
+        match link.send(frame) {
             Ok(()) => {
                 iface.counters.opackets += 1;
                 iface.counters.obytes += frame.len() as u64;

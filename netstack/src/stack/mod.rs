@@ -1,43 +1,36 @@
 //! The stack: all protocol state of a node, owned by one thread (no locks).
 //!
 //! Input enters through [`Stack::handle_frame`] (frames from links) and leaves through
-//! [`Stack::poll`] (timers: ARP retries, reassembly timeouts, running commands). Every entry
-//! point takes `now`, so tests can drive time. Layers, in data-flow order:
-//! `l2` (Ethernet, ARP) -> `ip` (IPv4 input, forwarding, output, fragmentation; ICMP; UDP stub)
-//! with [`route`], [`arp`] and [`reasm`] as the tables they consult.
+//! [`Stack::poll`] (timers: neighbour solicitations, reassembly timeouts, running commands).
+//! Every entry point takes `now`, so tests can drive time. Layers, in data-flow order:
+//! `l2` (Ethernet, ARP) -> `ip` (IPv4 input and forwarding, UDP stub) -> `output` (the one
+//! output pipeline: route, IPsec hook, MTU/fragmentation, neighbour resolution, link), with
+//! `icmp` (errors for both families) beside them. The tables they consult: [`route`] (one
+//! longest-prefix table type per family), [`neighbor`] (one cache for ARP and NDP) and
+//! [`reasm`]; [`addr`] has the family-neutral address types.
 
-pub mod arp;
+pub mod addr;
+mod icmp;
 mod ip;
 mod l2;
+pub mod neighbor;
+mod output;
 pub mod reasm;
 pub mod route;
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::event::EventSender;
 use crate::link::{Link, LinkId};
 use crate::stats::Stats;
+use crate::wire::PacketBuf;
 
-pub use ip::{IcmpEvent, OutIp};
-
-/// An IPv4 address on an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct IfAddr {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl IfAddr {
-    pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !route::mask(self.prefix))
-    }
-    pub fn contains(&self, a: Ipv4Addr) -> bool {
-        route::contains(self.addr, self.prefix, a)
-    }
-}
+pub use addr::{AddrFlags, IfAddr};
+pub use icmp::{IcmpEvent, IcmpMsg};
+pub use output::{OutIp, SendError};
 
 /// Per-interface packet counters (`ifconfig -v`).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -84,13 +77,28 @@ impl Iface {
         self.up && self.link.is_some()
     }
 
-    /// The address to use as source towards `peer`: one on the same subnet, else the first.
+    /// The IPv4 address to use as source towards `peer`: one on the same subnet, else the
+    /// first usable one.
     pub fn source_for(&self, peer: Ipv4Addr) -> Option<Ipv4Addr> {
+        let mut v4 = self.addrs.iter().filter(|a| a.usable()).filter_map(|a| {
+            let mine: Ipv4Addr = a.get()?;
+            Some((mine, a.contains(peer)))
+        });
+        let first = v4.next()?;
+        Some(
+            std::iter::once(first)
+                .chain(v4)
+                .find(|&(_, on)| on)
+                .unwrap_or(first)
+                .0,
+        )
+    }
+
+    /// The interface's IPv4 addresses with their prefixes.
+    pub fn addrs_v4(&self) -> impl Iterator<Item = (Ipv4Addr, u8)> + '_ {
         self.addrs
             .iter()
-            .find(|a| a.contains(peer))
-            .or(self.addrs.first())
-            .map(|a| a.addr)
+            .filter_map(|a| Some((a.get::<Ipv4Addr>()?, a.prefix)))
     }
 }
 
@@ -113,50 +121,23 @@ impl Default for Sysctl {
     }
 }
 
-/// A token bucket refilled continuously, for ICMP error rate limiting.
-#[derive(Debug)]
-struct TokenBucket {
-    tokens: f64,
-    last: Option<Instant>,
-}
-
-impl TokenBucket {
-    fn take(&mut self, now: Instant, per_sec: u32) -> bool {
-        if per_sec == 0 {
-            return true;
-        }
-        let cap = per_sec as f64;
-        let elapsed = self
-            .last
-            .map_or(Duration::ZERO, |l| now.saturating_duration_since(l));
-        self.last = Some(now);
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * cap).min(cap);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 pub struct Stack {
     pub ifaces: Vec<Iface>,
     next_ifindex: u32,
     next_link: LinkId,
-    pub routes: route::RouteTable,
-    pub arp: arp::ArpCache,
+    pub routes: route::RouteTable<Ipv4Addr>,
+    pub arp: neighbor::NeighborCache<Ipv4Addr>,
     pub reasm: reasm::Reassembly,
     pub sysctl: Sysctl,
     pub stats: Stats,
-    icmp_bucket: TokenBucket,
+    icmp_bucket: icmp::TokenBucket,
     apps: Vec<Box<dyn App>>,
     /// True while `apps` is taken out to run them (ICMP offered then goes nowhere).
     apps_busy: bool,
     next_ip_id: u16,
     next_ident: u16,
     /// Datagrams sent to one of our own addresses, delivered on the next poll.
-    loopback: VecDeque<Vec<u8>>,
+    loopback: VecDeque<PacketBuf>,
     /// Given to tap rx threads and NetBSD-bus watchers of links this stack attaches.
     events: Option<EventSender>,
     pub halt_requested: bool,
@@ -240,14 +221,11 @@ impl Stack {
             next_ifindex: 1,
             next_link: 1,
             routes: route::RouteTable::default(),
-            arp: arp::ArpCache::default(),
+            arp: neighbor::NeighborCache::default(),
             reasm: reasm::Reassembly::default(),
             sysctl: Sysctl::default(),
             stats: Stats::default(),
-            icmp_bucket: TokenBucket {
-                tokens: 100.0,
-                last: None,
-            },
+            icmp_bucket: icmp::TokenBucket::full(Sysctl::default().icmp_errppslimit),
             apps: Vec::new(),
             apps_busy: false,
             next_ip_id: seed.wrapping_mul(7919),
@@ -299,6 +277,7 @@ impl Stack {
             .ok_or_else(|| IfError::NoSuchInterface(name.to_string()))?;
         let iface = self.ifaces.remove(pos);
         self.arp.flush_interface(iface.index);
+        self.routes_changed();
         Ok(())
     }
 
@@ -396,6 +375,9 @@ impl Stack {
         let was = iface.up;
         iface.up = up;
         let index = iface.index;
+        if up != was {
+            self.routes_changed();
+        }
         if up && !was {
             self.announce(index);
         }
@@ -405,43 +387,60 @@ impl Stack {
         Ok(())
     }
 
-    /// Adds an address (or replaces the first one if `alias` is false).
+    /// Adds an address, or replaces the first one of its family if `alias` is false.
     pub fn add_addr(&mut self, name: &str, a: IfAddr, alias: bool) -> Result<(), IfError> {
         let iface = self.iface_mut(name)?;
+        let v4 = a.addr.is_ipv4();
         if let Some(existing) = iface.addrs.iter_mut().find(|x| x.addr == a.addr) {
             existing.prefix = a.prefix;
-        } else if !alias && !iface.addrs.is_empty() {
-            iface.addrs[0] = a;
+        } else if let Some(first) = iface
+            .addrs
+            .iter_mut()
+            .find(|x| x.addr.is_ipv4() == v4 && !x.flags.autoconf)
+            .filter(|_| !alias)
+        {
+            *first = a;
         } else {
             iface.addrs.push(a);
         }
         let index = iface.index;
-        self.gratuitous_arp(index, a.addr);
+        self.routes_changed();
+        if let std::net::IpAddr::V4(v4) = a.addr {
+            self.gratuitous_arp(index, v4);
+        }
         Ok(())
     }
 
-    pub fn delete_addr(&mut self, name: &str, addr: Ipv4Addr) -> Result<bool, IfError> {
+    pub fn delete_addr(&mut self, name: &str, addr: std::net::IpAddr) -> Result<bool, IfError> {
         let iface = self.iface_mut(name)?;
         let before = iface.addrs.len();
         iface.addrs.retain(|a| a.addr != addr);
-        Ok(iface.addrs.len() != before)
+        let removed = iface.addrs.len() != before;
+        self.routes_changed();
+        Ok(removed)
+    }
+
+    /// Materialises the routing tables again after addresses or interfaces changed.
+    fn routes_changed(&mut self) {
+        self.routes.rebuild(&self.ifaces);
     }
 
     /// Gratuitous ARP for every address of an interface that just came up or got a link.
     fn announce(&mut self, index: u32) {
         let addrs: Vec<Ipv4Addr> = self
             .iface_by_index(index)
-            .map(|i| i.addrs.iter().map(|a| a.addr).collect())
+            .map(|i| i.addrs_v4().map(|(a, _)| a).collect())
             .unwrap_or_default();
         for a in addrs {
             self.gratuitous_arp(index, a);
         }
     }
 
-    pub fn is_local_addr(&self, a: Ipv4Addr) -> bool {
+    /// Whether `a` is one of this node's usable addresses.
+    pub fn is_local_addr(&self, a: std::net::IpAddr) -> bool {
         self.ifaces
             .iter()
-            .any(|i| i.addrs.iter().any(|x| x.addr == a))
+            .any(|i| i.addrs.iter().any(|x| x.addr == a && x.usable()))
     }
 
     /// A fresh ICMP identifier / UDP port base for an application.
@@ -531,7 +530,7 @@ impl Stack {
             let Some(d) = self.loopback.pop_front() else {
                 return;
             };
-            self.ip_input(now, None, false, &d);
+            self.ip_input(now, None, false, d.data());
         }
     }
 
@@ -540,17 +539,22 @@ impl Stack {
         self.drain_loopback(now);
         for action in self.arp.poll(now) {
             match action {
-                arp::TimerAction::Retry((index, ip)) => self.send_arp_request(index, ip),
-                arp::TimerAction::Failed(_, queue) => {
+                neighbor::TimerAction::Solicit {
+                    key: (index, ip),
+                    unicast,
+                } => self.send_arp_request(index, ip, unicast),
+                neighbor::TimerAction::Failed(_, queue) => {
                     for d in queue {
                         self.stats.drop(crate::stats::DropReason::ArpResolveFailed);
-                        self.icmp_error_about(now, &d, None, ip::ErrorKind::HostUnreachable);
+                        let kind = icmp::ErrorKind::HostUnreachable;
+                        self.icmp4_error_about(now, d.data(), None, kind);
                     }
                 }
             }
         }
         for exp in self.reasm.poll(now, &mut self.stats) {
-            self.icmp_error_about(now, &exp.first, None, ip::ErrorKind::ReassemblyTimeout);
+            let kind = icmp::ErrorKind::ReassemblyTimeout;
+            self.icmp4_error_about(now, &exp.first, None, kind);
         }
         if !self.apps.is_empty() {
             let mut apps = std::mem::take(&mut self.apps);
@@ -579,10 +583,10 @@ impl Stack {
         d
     }
 
-    /// Sends datagrams that waited for `mac` (after `arp -s`).
-    pub fn send_waiting(&mut self, index: u32, mac: crate::wire::Mac, waiting: Vec<Vec<u8>>) {
+    /// Sends IPv4 datagrams that waited for `mac` (after `arp -s`).
+    pub fn send_waiting(&mut self, index: u32, mac: crate::wire::Mac, waiting: Vec<PacketBuf>) {
         for d in waiting {
-            self.send_ip_frame(index, mac, &d);
+            self.send_frame(index, mac, crate::wire::ether::ETHERTYPE_IPV4, d);
         }
     }
 

@@ -222,7 +222,7 @@ mod tests {
     use super::*;
     use crate::wire::ipv4::{emit, fragment, parse, Emit, PROTO_UDP};
 
-    fn frags(len: usize, mtu: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+    fn frags(len: usize, mtu: usize) -> (Vec<u8>, Vec<crate::wire::PacketBuf>) {
         let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let d = emit(
             &Emit {
@@ -249,9 +249,15 @@ mod tests {
         let mut r = Reassembly::default();
         let mut s = Stats::default();
         let now = Instant::now();
-        assert!(r.insert(now, &parse(&fs[2]).unwrap(), &mut s).is_none());
-        assert!(r.insert(now, &parse(&fs[0]).unwrap(), &mut s).is_none());
-        let got = r.insert(now, &parse(&fs[1]).unwrap(), &mut s).unwrap();
+        assert!(r
+            .insert(now, &parse(fs[2].data()).unwrap(), &mut s)
+            .is_none());
+        assert!(r
+            .insert(now, &parse(fs[0].data()).unwrap(), &mut s)
+            .is_none());
+        let got = r
+            .insert(now, &parse(fs[1].data()).unwrap(), &mut s)
+            .unwrap();
         assert_eq!(got, whole);
         assert_eq!(r.in_progress(), 0);
         assert_eq!(r.bytes, 0);
@@ -264,13 +270,17 @@ mod tests {
         let mut r = Reassembly::default();
         let mut s = Stats::default();
         let now = Instant::now();
-        r.insert(now, &parse(&fs[0]).unwrap(), &mut s);
+        r.insert(now, &parse(fs[0].data()).unwrap(), &mut s);
         // A fragment starting inside the first one.
-        r.insert(now, &parse(&small[1]).unwrap(), &mut s);
+        r.insert(now, &parse(small[1].data()).unwrap(), &mut s);
         assert_eq!(s.drops_of(DropReason::FragOverlap), 2);
         // Later pieces of the same datagram are dropped too; nothing completes.
-        assert!(r.insert(now, &parse(&fs[1]).unwrap(), &mut s).is_none());
-        assert!(r.insert(now, &parse(&fs[2]).unwrap(), &mut s).is_none());
+        assert!(r
+            .insert(now, &parse(fs[1].data()).unwrap(), &mut s)
+            .is_none());
+        assert!(r
+            .insert(now, &parse(fs[2].data()).unwrap(), &mut s)
+            .is_none());
         assert_eq!(s.drops_of(DropReason::FragOverlap), 4);
         assert_eq!(r.bytes, 0);
     }
@@ -281,8 +291,8 @@ mod tests {
         let mut r = Reassembly::default();
         let mut s = Stats::default();
         let now = Instant::now();
-        r.insert(now, &parse(&fs[0]).unwrap(), &mut s);
-        r.insert(now, &parse(&fs[1]).unwrap(), &mut s);
+        r.insert(now, &parse(fs[0].data()).unwrap(), &mut s);
+        r.insert(now, &parse(fs[1].data()).unwrap(), &mut s);
         assert!(r.poll(now + TIMEOUT / 2, &mut s).is_empty());
         let exp = r.poll(now + TIMEOUT, &mut s);
         assert_eq!(exp.len(), 1);
@@ -299,7 +309,7 @@ mod tests {
         for id in 0..(MAX_DATAGRAMS as u16 * 3) {
             let (_, mut fs) = frags(4000, 1500);
             // Give each flood datagram its own id by rewriting the first fragment.
-            let mut d = parse(&fs.remove(0)).unwrap().header;
+            let mut d = parse(fs.remove(0).data()).unwrap().header;
             d.id = id;
             let b = emit(&Emit::from_header(&d), &[], &[0u8; 1480]);
             r.insert(now, &parse(&b).unwrap(), &mut s);

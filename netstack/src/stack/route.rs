@@ -1,104 +1,49 @@
-//! The IPv4 routing table: connected routes derived from interface addresses, static routes
-//! with a gateway, longest-prefix match.
-
-use std::net::Ipv4Addr;
+//! Routing tables, one per family, with the same type: static routes as configured, and the
+//! table packets are looked up in, where connected routes (one per usable interface address)
+//! and static routes (with the interface their gateway is reached through) are materialised
+//! whenever addresses, interfaces or statics change. A lookup is one scan of a vector kept in
+//! longest-prefix-first order and allocates nothing; display strings are made by the commands.
 
 use serde::Serialize;
 
+use super::addr::{contains, network, Family};
 use super::Iface;
 
-pub fn mask(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix as u32)
-    }
-}
-
-pub fn network(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(addr) & mask(prefix))
-}
-
-pub fn contains(net: Ipv4Addr, prefix: u8, a: Ipv4Addr) -> bool {
-    u32::from(a) & mask(prefix) == u32::from(net) & mask(prefix)
-}
-
-/// A static route (`route add`).
+/// A static route (`route add`). `ifindex` is given for gateways that only mean something on
+/// one interface (IPv6 link-local `fe80::1%shmif0`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StaticRoute {
-    pub dest: Ipv4Addr,
+pub struct StaticRoute<A> {
+    pub dest: A,
     pub prefix: u8,
-    pub gateway: Ipv4Addr,
+    pub gateway: A,
+    pub ifindex: Option<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RouteEntry {
-    pub dest: Ipv4Addr,
+/// A route in the lookup table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Route<A> {
+    pub dest: A,
     pub prefix: u8,
     /// None for connected routes.
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<A>,
     pub ifindex: u32,
-    pub ifname: String,
-    pub flags: String,
+}
+
+impl<A: Family> Route<A> {
+    pub fn is_host(&self) -> bool {
+        self.prefix == A::BITS
+    }
 }
 
 /// Where a packet for some destination goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NextHop {
+pub struct NextHop<A> {
     pub ifindex: u32,
-    /// The gateway, or the destination itself on a connected network.
-    pub addr: Ipv4Addr,
-    /// The route that matched (display strings are made only by [`NextHop::entry`], for
-    /// `route get`: this is on every packet's path).
-    pub dest: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Option<Ipv4Addr>,
-}
-
-impl NextHop {
-    /// The matched route as `route get` shows it.
-    pub fn entry(&self, ifaces: &[Iface]) -> RouteEntry {
-        let ifname = ifaces
-            .iter()
-            .find(|i| i.index == self.ifindex)
-            .map(|i| i.name.clone())
-            .unwrap_or_default();
-        let host = self.prefix == 32;
-        let flags = match (self.gateway.is_some(), host) {
-            (true, true) => "UGHS",
-            (true, false) => "UGS",
-            (false, true) => "UHC",
-            (false, false) => "UC",
-        };
-        RouteEntry {
-            dest: self.dest,
-            prefix: self.prefix,
-            gateway: self.gateway,
-            ifindex: self.ifindex,
-            ifname,
-            flags: flags.to_string(),
-        }
-    }
-}
-
-/// The connected network containing `addr` with the longest prefix: (network, prefix,
-/// interface index). No allocation: this runs for every packet.
-fn best_connected(ifaces: &[Iface], addr: Ipv4Addr) -> Option<(Ipv4Addr, u8, u32)> {
-    ifaces
-        .iter()
-        .filter(|i| i.up)
-        .flat_map(|i| {
-            i.addrs
-                .iter()
-                .map(move |a| (network(a.addr, a.prefix), a.prefix, i.index))
-        })
-        .filter(|&(dest, prefix, _)| contains(dest, prefix, addr))
-        .max_by_key(|&(_, prefix, _)| prefix)
-}
-
-#[derive(Debug, Default)]
-pub struct RouteTable {
-    pub statics: Vec<StaticRoute>,
+    /// The neighbour to hand the packet to: the gateway, or the destination itself on a
+    /// connected network.
+    pub addr: A,
+    /// The route that matched (for `route get`).
+    pub route: Route<A>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -106,33 +51,90 @@ pub enum RouteError {
     #[error("File exists")]
     Exists,
     #[error("Network is unreachable (gateway {0} is not on a connected network)")]
-    GatewayUnreachable(Ipv4Addr),
+    GatewayUnreachable(String),
     #[error("not in table")]
     NotInTable,
 }
 
-fn connected(ifaces: &[Iface]) -> impl Iterator<Item = RouteEntry> + '_ {
-    ifaces.iter().filter(|i| i.up).flat_map(|i| {
-        i.addrs.iter().map(move |a| RouteEntry {
-            dest: network(a.addr, a.prefix),
-            prefix: a.prefix,
-            gateway: None,
-            ifindex: i.index,
-            ifname: i.name.clone(),
-            flags: if a.prefix == 32 { "UHC" } else { "UC" }.to_string(),
-        })
-    })
+#[derive(Debug)]
+pub struct RouteTable<A> {
+    statics: Vec<StaticRoute<A>>,
+    /// Longest prefix first; on equal prefixes connected before static.
+    table: Vec<Route<A>>,
 }
 
-/// The interface a gateway is reached through: the longest connected prefix containing it.
-fn on_link(ifaces: &[Iface], gw: Ipv4Addr) -> Option<RouteEntry> {
-    connected(ifaces)
+impl<A> Default for RouteTable<A> {
+    fn default() -> Self {
+        RouteTable {
+            statics: Vec::new(),
+            table: Vec::new(),
+        }
+    }
+}
+
+/// The interface through which `gw` is reached: the longest connected prefix containing it.
+fn on_link<A: Family>(connected: &[Route<A>], gw: A) -> Option<u32> {
+    connected
+        .iter()
         .filter(|r| contains(r.dest, r.prefix, gw))
         .max_by_key(|r| r.prefix)
+        .map(|r| r.ifindex)
 }
 
-impl RouteTable {
-    pub fn add(&mut self, r: StaticRoute, ifaces: &[Iface]) -> Result<(), RouteError> {
+fn connected<A: Family>(ifaces: &[Iface]) -> Vec<Route<A>> {
+    let mut v = Vec::new();
+    for i in ifaces.iter().filter(|i| i.up) {
+        for a in i.addrs.iter().filter(|a| a.usable()) {
+            let Some(addr) = a.get::<A>() else { continue };
+            let r = Route {
+                dest: network(addr, a.prefix),
+                prefix: a.prefix,
+                gateway: None,
+                ifindex: i.index,
+            };
+            if !v.contains(&r) {
+                v.push(r);
+            }
+        }
+    }
+    v
+}
+
+impl<A: Family> RouteTable<A> {
+    pub fn statics(&self) -> &[StaticRoute<A>] {
+        &self.statics
+    }
+
+    /// Every usable route, longest prefix first.
+    pub fn routes(&self) -> &[Route<A>] {
+        &self.table
+    }
+
+    /// Recomputes the lookup table; call when addresses, interfaces or statics change.
+    pub fn rebuild(&mut self, ifaces: &[Iface]) {
+        let conn = connected::<A>(ifaces);
+        let up = |ix: u32| ifaces.iter().any(|i| i.index == ix && i.up);
+        let mut table = conn.clone();
+        for s in &self.statics {
+            let via = match s.ifindex {
+                Some(ix) => up(ix).then_some(ix),
+                None => on_link(&conn, s.gateway),
+            };
+            if let Some(ifindex) = via {
+                table.push(Route {
+                    dest: s.dest,
+                    prefix: s.prefix,
+                    gateway: Some(s.gateway),
+                    ifindex,
+                });
+            }
+        }
+        // Stable: connected routes stay ahead of statics with the same prefix.
+        table.sort_by_key(|r| std::cmp::Reverse(r.prefix));
+        self.table = table;
+    }
+
+    pub fn add(&mut self, r: StaticRoute<A>, ifaces: &[Iface]) -> Result<(), RouteError> {
         let r = StaticRoute {
             dest: network(r.dest, r.prefix),
             ..r
@@ -144,20 +146,22 @@ impl RouteTable {
         {
             return Err(RouteError::Exists);
         }
-        if on_link(ifaces, r.gateway).is_none() {
-            return Err(RouteError::GatewayUnreachable(r.gateway));
+        if r.ifindex.is_none() && on_link(&connected::<A>(ifaces), r.gateway).is_none() {
+            return Err(RouteError::GatewayUnreachable(r.gateway.to_string()));
         }
         self.statics.push(r);
+        self.rebuild(ifaces);
         Ok(())
     }
 
     /// Removes the static route to `dest/prefix` (and `gateway`, if given).
     pub fn delete(
         &mut self,
-        dest: Ipv4Addr,
+        dest: A,
         prefix: u8,
-        gateway: Option<Ipv4Addr>,
-    ) -> Result<StaticRoute, RouteError> {
+        gateway: Option<A>,
+        ifaces: &[Iface],
+    ) -> Result<StaticRoute<A>, RouteError> {
         let dest = network(dest, prefix);
         let pos = self
             .statics
@@ -166,142 +170,105 @@ impl RouteTable {
                 s.dest == dest && s.prefix == prefix && gateway.is_none_or(|g| g == s.gateway)
             })
             .ok_or(RouteError::NotInTable)?;
-        Ok(self.statics.remove(pos))
+        let r = self.statics.remove(pos);
+        self.rebuild(ifaces);
+        Ok(r)
     }
 
-    /// Every usable route, static ones first then connected, for `netstat -rn`.
-    pub fn entries(&self, ifaces: &[Iface]) -> Vec<RouteEntry> {
-        let mut v: Vec<RouteEntry> = self
-            .statics
-            .iter()
-            .map(|s| {
-                let via = on_link(ifaces, s.gateway);
-                RouteEntry {
-                    dest: s.dest,
-                    prefix: s.prefix,
-                    gateway: Some(s.gateway),
-                    ifindex: via.as_ref().map_or(0, |v| v.ifindex),
-                    ifname: via.map_or_else(|| "-".to_string(), |v| v.ifname),
-                    flags: if s.prefix == 32 { "UGHS" } else { "UGS" }.to_string(),
-                }
-            })
-            .collect();
-        v.extend(connected(ifaces));
-        v.sort_by(|a, b| (u32::from(a.dest), a.prefix).cmp(&(u32::from(b.dest), b.prefix)));
+    /// Removes every static route, returning them.
+    pub fn flush(&mut self, ifaces: &[Iface]) -> Vec<StaticRoute<A>> {
+        let v = std::mem::take(&mut self.statics);
+        self.rebuild(ifaces);
         v
     }
 
-    /// Longest-prefix match; connected routes win ties. Static routes whose gateway is no
-    /// longer on a connected network are skipped.
-    pub fn lookup(&self, dst: Ipv4Addr, ifaces: &[Iface]) -> Option<NextHop> {
-        let best_conn = best_connected(ifaces, dst);
-        let best_static = self
-            .statics
+    /// Longest-prefix match; connected routes win ties.
+    pub fn lookup(&self, dst: A) -> Option<NextHop<A>> {
+        self.lookup_where(dst, |_| true)
+    }
+
+    /// Longest-prefix match among routes out of interface `ifindex` (scoped destinations such
+    /// as IPv6 link-local addresses).
+    pub fn lookup_on(&self, dst: A, ifindex: u32) -> Option<NextHop<A>> {
+        self.lookup_where(dst, |r| r.ifindex == ifindex)
+    }
+
+    fn lookup_where(&self, dst: A, keep: impl Fn(&Route<A>) -> bool) -> Option<NextHop<A>> {
+        let r = *self
+            .table
             .iter()
-            .filter(|s| contains(s.dest, s.prefix, dst))
-            .filter_map(|s| best_connected(ifaces, s.gateway).map(|(_, _, via)| (s, via)))
-            .max_by_key(|(s, _)| s.prefix);
-        match (best_conn, best_static) {
-            (Some((dest, prefix, ifindex)), Some((s, _))) if prefix >= s.prefix => Some(NextHop {
-                ifindex,
-                addr: dst,
-                dest,
-                prefix,
-                gateway: None,
-            }),
-            (_, Some((s, via))) => Some(NextHop {
-                ifindex: via,
-                addr: s.gateway,
-                dest: s.dest,
-                prefix: s.prefix,
-                gateway: Some(s.gateway),
-            }),
-            (Some((dest, prefix, ifindex)), None) => Some(NextHop {
-                ifindex,
-                addr: dst,
-                dest,
-                prefix,
-                gateway: None,
-            }),
-            (None, None) => None,
-        }
+            .find(|r| contains(r.dest, r.prefix, dst) && keep(r))?;
+        Some(NextHop {
+            ifindex: r.ifindex,
+            addr: r.gateway.unwrap_or(dst),
+            route: r,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
     use crate::stack::IfAddr;
 
     fn ifaces() -> Vec<Iface> {
         let mut a = Iface::new(1, "shmif0");
         a.up = true;
-        a.addrs.push(IfAddr {
-            addr: Ipv4Addr::new(10, 0, 1, 2),
-            prefix: 24,
-        });
+        a.addrs.push(IfAddr::v4(Ipv4Addr::new(10, 0, 1, 2), 24));
+        a.addrs.push(IfAddr::new("fd00:1::2".parse().unwrap(), 64));
         vec![a]
+    }
+
+    fn st<A: Family>(dest: A, prefix: u8, gateway: A) -> StaticRoute<A> {
+        StaticRoute {
+            dest,
+            prefix,
+            gateway,
+            ifindex: None,
+        }
     }
 
     #[test]
     fn longest_prefix_wins_and_connected_beats_equal_static() {
         let ifs = ifaces();
         let mut t = RouteTable::default();
+        t.rebuild(&ifs);
         let gw = Ipv4Addr::new(10, 0, 1, 1);
-        t.add(
-            StaticRoute {
-                dest: Ipv4Addr::UNSPECIFIED,
-                prefix: 0,
-                gateway: gw,
-            },
-            &ifs,
-        )
-        .unwrap();
-        t.add(
-            StaticRoute {
-                dest: Ipv4Addr::new(10, 0, 2, 0),
-                prefix: 24,
-                gateway: gw,
-            },
-            &ifs,
-        )
-        .unwrap();
-        let r = t.lookup(Ipv4Addr::new(10, 0, 2, 9), &ifs).unwrap();
-        assert_eq!((r.addr, r.prefix), (gw, 24));
-        let r = t.lookup(Ipv4Addr::new(8, 8, 8, 8), &ifs).unwrap();
-        assert_eq!((r.addr, r.prefix), (gw, 0));
-        let r = t.lookup(Ipv4Addr::new(10, 0, 1, 7), &ifs).unwrap();
+        t.add(st(Ipv4Addr::UNSPECIFIED, 0, gw), &ifs).unwrap();
+        t.add(st(Ipv4Addr::new(10, 0, 2, 0), 24, gw), &ifs).unwrap();
+        let r = t.lookup(Ipv4Addr::new(10, 0, 2, 9)).unwrap();
+        assert_eq!((r.addr, r.route.prefix), (gw, 24));
+        let r = t.lookup(Ipv4Addr::new(8, 8, 8, 8)).unwrap();
+        assert_eq!((r.addr, r.route.prefix), (gw, 0));
+        let r = t.lookup(Ipv4Addr::new(10, 0, 1, 7)).unwrap();
         assert_eq!(r.addr, Ipv4Addr::new(10, 0, 1, 7));
         assert_eq!(
-            t.add(
-                StaticRoute {
-                    dest: Ipv4Addr::new(10, 0, 2, 0),
-                    prefix: 24,
-                    gateway: gw
-                },
-                &ifs
-            ),
+            t.add(st(Ipv4Addr::new(10, 0, 2, 0), 24, gw), &ifs),
             Err(RouteError::Exists)
         );
-        t.delete(Ipv4Addr::UNSPECIFIED, 0, None).unwrap();
-        assert!(t.lookup(Ipv4Addr::new(8, 8, 8, 8), &ifs).is_none());
+        t.delete(Ipv4Addr::UNSPECIFIED, 0, None, &ifs).unwrap();
+        assert!(t.lookup(Ipv4Addr::new(8, 8, 8, 8)).is_none());
     }
 
     #[test]
-    fn gateway_must_be_on_link() {
-        let ifs = ifaces();
-        let mut t = RouteTable::default();
-        let gw = Ipv4Addr::new(10, 9, 9, 9);
-        assert_eq!(
-            t.add(
-                StaticRoute {
-                    dest: Ipv4Addr::UNSPECIFIED,
-                    prefix: 0,
-                    gateway: gw
-                },
-                &ifs
-            ),
-            Err(RouteError::GatewayUnreachable(gw))
-        );
+    fn gateway_must_be_on_link_and_routes_follow_addresses() {
+        let mut ifs = ifaces();
+        let mut t = RouteTable::<Ipv6Addr>::default();
+        t.rebuild(&ifs);
+        let far: Ipv6Addr = "fd00:9::9".parse().unwrap();
+        assert!(matches!(
+            t.add(st(Ipv6Addr::UNSPECIFIED, 0, far), &ifs),
+            Err(RouteError::GatewayUnreachable(_))
+        ));
+        let gw: Ipv6Addr = "fd00:1::1".parse().unwrap();
+        t.add(st(Ipv6Addr::UNSPECIFIED, 0, gw), &ifs).unwrap();
+        assert_eq!(t.lookup(far).unwrap().addr, gw);
+        // The interface goes down: its connected route and the static through it go away.
+        ifs[0].up = false;
+        t.rebuild(&ifs);
+        assert!(t.lookup(far).is_none());
+        assert_eq!(t.statics().len(), 1);
     }
 }

@@ -44,10 +44,7 @@ fn node(last: u8, addr: &str) -> TestNode {
     stack
         .add_addr(
             "shmif0",
-            IfAddr {
-                addr: a.parse().unwrap(),
-                prefix: p.parse().unwrap(),
-            },
+            IfAddr::new(a.parse().unwrap(), p.parse().unwrap()),
             false,
         )
         .unwrap();
@@ -169,7 +166,7 @@ fn failed_resolution_retries_then_reports_host_unreachable_to_ping() {
         .filter(|f| ether::parse(f).unwrap().ethertype == ether::ETHERTYPE_ARP)
         .count();
     // One gratuitous announcement at `up` plus three requests.
-    assert_eq!(requests, 1 + arp::MAX_TRIES as usize);
+    assert_eq!(requests, 1 + neighbor::MAX_MULTICAST_SOLICIT as usize);
     a.stack.poll(t0 + Duration::from_secs(11));
     let (out, code) = text(&rx);
     assert!(out.contains("Destination Host Unreachable"), "{out}");

@@ -4,6 +4,7 @@ use pnet_packet::ethernet::EthernetPacket;
 use pnet_packet::Packet;
 
 use super::Mac;
+use super::PacketBuf;
 use crate::stats::DropReason;
 
 pub const HEADER_LEN: usize = 14;
@@ -35,13 +36,19 @@ pub fn parse(buf: &[u8]) -> Result<Frame<'_>, DropReason> {
     })
 }
 
+/// Puts an Ethernet header in front of the packet in `buf`.
+pub fn prepend(dst: Mac, src: Mac, ethertype: u16, buf: &mut PacketBuf) {
+    let h = buf.prepend(HEADER_LEN);
+    h[..6].copy_from_slice(&dst.0);
+    h[6..12].copy_from_slice(&src.0);
+    h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+}
+
+/// A whole frame as a vector (tests and tools building frames by hand).
 pub fn emit(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(HEADER_LEN + payload.len());
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
+    let mut b = PacketBuf::from_slice(payload);
+    prepend(dst, src, ethertype, &mut b);
+    b.to_vec()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use pnet_packet::icmp::IcmpPacket;
 
-use super::internet_checksum;
+use super::{internet_checksum, PacketBuf};
 use crate::stats::DropReason;
 
 pub const HEADER_LEN: usize = 8;
@@ -94,7 +94,8 @@ pub fn parse(buf: &[u8]) -> Result<Icmp<'_>, DropReason> {
     })
 }
 
-pub fn emit(m: &Icmp<'_>) -> Vec<u8> {
+/// Appends the message, checksummed, to `buf` (which holds nothing else yet).
+pub fn emit_into(m: &Icmp<'_>, buf: &mut PacketBuf) {
     let (ty, code, w1, w2, rest): (u8, u8, u16, u16, &[u8]) = match *m {
         Icmp::EchoRequest { ident, seq, data } => (ECHO_REQUEST, 0, ident, seq, data),
         Icmp::EchoReply { ident, seq, data } => (ECHO_REPLY, 0, ident, seq, data),
@@ -102,14 +103,22 @@ pub fn emit(m: &Icmp<'_>) -> Vec<u8> {
         Icmp::TimeExceeded { code, quoted } => (TIME_EXCEEDED, code, 0, 0, quoted),
         Icmp::Other { ty, code } => (ty, code, 0, 0, &[]),
     };
-    let mut b = Vec::with_capacity(HEADER_LEN + rest.len());
-    b.extend_from_slice(&[ty, code, 0, 0]);
-    b.extend_from_slice(&w1.to_be_bytes());
-    b.extend_from_slice(&w2.to_be_bytes());
-    b.extend_from_slice(rest);
-    let c = internet_checksum(&b);
-    b[2..4].copy_from_slice(&c.to_be_bytes());
-    b
+    let start = buf.len();
+    let h = buf.append(HEADER_LEN);
+    h[..4].copy_from_slice(&[ty, code, 0, 0]);
+    h[4..6].copy_from_slice(&w1.to_be_bytes());
+    h[6..8].copy_from_slice(&w2.to_be_bytes());
+    buf.extend_from_slice(rest);
+    let msg = &mut buf.data_mut()[start..];
+    let c = internet_checksum(msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The message as a vector (tests and tools).
+pub fn emit(m: &Icmp<'_>) -> Vec<u8> {
+    let mut b = PacketBuf::new();
+    emit_into(m, &mut b);
+    b.to_vec()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use pnet_packet::ipv4::Ipv4Packet;
 
-use super::internet_checksum;
+use super::{internet_checksum, PacketBuf};
 use crate::stats::DropReason;
 
 pub const MIN_HEADER: usize = 20;
@@ -42,6 +42,8 @@ impl Header {
 #[derive(Debug)]
 pub struct Datagram<'a> {
     pub header: Header,
+    /// Header and payload: the datagram's own bytes.
+    pub bytes: &'a [u8],
     pub raw_header: &'a [u8],
     pub payload: &'a [u8],
 }
@@ -91,6 +93,7 @@ pub fn parse(buf: &[u8]) -> Result<Datagram<'_>, DropReason> {
     }
     Ok(Datagram {
         header,
+        bytes: &buf[..total_len],
         raw_header: &buf[..header_len],
         payload: &buf[header_len..total_len],
     })
@@ -141,16 +144,17 @@ impl Emit {
     }
 }
 
-/// Builds a datagram: header (with `options`, padded to 32 bits) and payload, checksummed.
-pub fn emit(e: &Emit, options: &[u8], payload: &[u8]) -> Vec<u8> {
+/// Puts a header (with `options`, padded to 32 bits) in front of the payload in `buf`,
+/// checksummed; the total length is the header plus what `buf` holds.
+pub fn prepend(e: &Emit, options: &[u8], buf: &mut PacketBuf) {
     let opt_len = options.len().div_ceil(4) * 4;
     let header_len = MIN_HEADER + opt_len;
-    let total = header_len + payload.len();
-    let mut b = Vec::with_capacity(total);
-    b.push(0x40 | (header_len / 4) as u8);
-    b.push(e.tos);
-    b.extend_from_slice(&(total as u16).to_be_bytes());
-    b.extend_from_slice(&e.id.to_be_bytes());
+    let total = header_len + buf.len();
+    let b = buf.prepend(header_len);
+    b[0] = 0x40 | (header_len / 4) as u8;
+    b[1] = e.tos;
+    b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    b[4..6].copy_from_slice(&e.id.to_be_bytes());
     let mut ff = (e.frag_offset / 8) as u16 & 0x1fff;
     if e.df {
         ff |= 0x4000;
@@ -158,18 +162,51 @@ pub fn emit(e: &Emit, options: &[u8], payload: &[u8]) -> Vec<u8> {
     if e.mf {
         ff |= 0x2000;
     }
-    b.extend_from_slice(&ff.to_be_bytes());
-    b.push(e.ttl);
-    b.push(e.proto);
-    b.extend_from_slice(&[0, 0]);
-    b.extend_from_slice(&e.src.octets());
-    b.extend_from_slice(&e.dst.octets());
-    b.extend_from_slice(options);
-    b.resize(header_len, 0);
+    b[6..8].copy_from_slice(&ff.to_be_bytes());
+    b[8] = e.ttl;
+    b[9] = e.proto;
+    b[10..12].copy_from_slice(&[0, 0]);
+    b[12..16].copy_from_slice(&e.src.octets());
+    b[16..20].copy_from_slice(&e.dst.octets());
+    b[MIN_HEADER..MIN_HEADER + options.len()].copy_from_slice(options);
+    b[MIN_HEADER + options.len()..header_len].fill(0);
     let c = internet_checksum(&b[..header_len]);
     b[10..12].copy_from_slice(&c.to_be_bytes());
-    b.extend_from_slice(payload);
-    b
+}
+
+/// A whole datagram as a vector (tests and tools building packets by hand).
+pub fn emit(e: &Emit, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut b = PacketBuf::from_slice(payload);
+    prepend(e, options, &mut b);
+    b.to_vec()
+}
+
+/// Rewrites the TTL of the datagram starting at `packet[0]` (a parsed one) and its checksum,
+/// in place: what a router changes in a packet it forwards.
+pub fn set_ttl(packet: &mut [u8], ttl: u8) {
+    let Some(hl) = packet.first().map(|b| (b & 0x0f) as usize * 4) else {
+        return;
+    };
+    if hl < MIN_HEADER || packet.len() < hl {
+        return;
+    }
+    packet[8] = ttl;
+    packet[10..12].copy_from_slice(&[0, 0]);
+    let c = internet_checksum(&packet[..hl]);
+    packet[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The fragmentation fields of a raw datagram start (possibly cut short, as queued or quoted
+/// datagrams are): (DF, MF, offset in bytes, header length). None if too short to tell.
+pub fn frag_fields(raw: &[u8]) -> Option<(bool, bool, usize, usize)> {
+    let hl = (*raw.first()? & 0x0f) as usize * 4;
+    let flags = u16::from_be_bytes([*raw.get(6)?, *raw.get(7)?]);
+    (hl >= MIN_HEADER && hl <= raw.len()).then_some((
+        flags & 0x4000 != 0,
+        flags & 0x2000 != 0,
+        (flags & 0x1fff) as usize * 8,
+        hl,
+    ))
 }
 
 /// Options of `raw_header` that must be copied into every fragment (copied bit set), padded.
@@ -209,6 +246,28 @@ pub struct Quoted<'a> {
     pub l4: &'a [u8],
 }
 
+impl Quoted<'_> {
+    /// Source and destination port of a quoted UDP or TCP header.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match *self.l4 {
+            [a, b, c, d, ..] => Some((u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]))),
+            _ => None,
+        }
+    }
+
+    /// Type, identifier and sequence number of a quoted ICMP echo header.
+    pub fn echo(&self) -> Option<(u8, u16, u16)> {
+        match *self.l4 {
+            [ty, _, _, _, i0, i1, s0, s1, ..] => Some((
+                ty,
+                u16::from_be_bytes([i0, i1]),
+                u16::from_be_bytes([s0, s1]),
+            )),
+            _ => None,
+        }
+    }
+}
+
 pub fn parse_quoted(buf: &[u8]) -> Option<Quoted<'_>> {
     let p = Ipv4Packet::new(buf)?;
     let hl = p.get_header_length() as usize * 4;
@@ -226,7 +285,7 @@ pub fn parse_quoted(buf: &[u8]) -> Option<Quoted<'_>> {
 
 /// Splits a datagram into fragments of at most `mtu` bytes (RFC 791). Only options with the
 /// copied bit go into fragments after the first.
-pub fn fragment(dgram: &Datagram<'_>, ttl: u8, mtu: usize) -> Vec<Vec<u8>> {
+pub fn fragment(dgram: &Datagram<'_>, ttl: u8, mtu: usize) -> Vec<PacketBuf> {
     let h = &dgram.header;
     let first_opts = &dgram.raw_header[MIN_HEADER..];
     let later_opts = copied_options(dgram.raw_header);
@@ -245,7 +304,9 @@ pub fn fragment(dgram: &Datagram<'_>, ttl: u8, mtu: usize) -> Vec<Vec<u8>> {
             frag_offset: h.frag_offset + off,
             ..Emit::from_header(h)
         };
-        out.push(emit(&e, opts, &payload[off..end]));
+        let mut b = PacketBuf::from_slice(&payload[off..end]);
+        prepend(&e, opts, &mut b);
+        out.push(b);
         if payload.is_empty() {
             break;
         }
@@ -324,7 +385,7 @@ mod tests {
         let mut got = Vec::new();
         for (i, f) in frags.iter().enumerate() {
             assert!(f.len() <= 1500);
-            let q = parse(f).unwrap();
+            let q = parse(f.data()).unwrap();
             assert_eq!(q.header.frag_offset, got.len());
             assert_eq!(q.header.mf, i < 2);
             got.extend_from_slice(q.payload);
