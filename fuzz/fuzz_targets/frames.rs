@@ -35,7 +35,7 @@ fn router() -> (Stack, [u64; 2]) {
         links[i] = stack
             .attach_custom(name, mac, Box::new(Sink(Arc::default())))
             .unwrap();
-        let a = IfAddr::v4(addr, 24);
+        let a = IfAddr::v4(addr.into(), 24);
         stack.add_addr(name, a, false).unwrap();
         stack.set_up(name, true).unwrap();
     }
