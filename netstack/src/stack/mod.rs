@@ -19,7 +19,7 @@ pub mod reasm;
 pub mod route;
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Instant;
 
@@ -102,13 +102,24 @@ impl Iface {
     }
 }
 
-/// Tunables (`sysctl`).
+/// Tunables (`sysctl`, NetBSD names in comments).
 #[derive(Clone, Debug)]
 pub struct Sysctl {
+    /// net.inet.ip.forwarding
     pub forwarding: bool,
+    /// net.inet.ip.ttl
     pub ttl: u8,
-    /// ICMP errors per second (NetBSD net.inet.icmp.errppslimit); 0 means unlimited.
+    /// ICMP errors per second (net.inet.icmp.errppslimit); 0 means unlimited.
     pub icmp_errppslimit: u32,
+    /// net.inet6.ip6.forwarding
+    pub forwarding6: bool,
+    /// net.inet6.ip6.hlim
+    pub hlim: u8,
+    /// Neighbour solicitations DAD sends before an address is used (net.inet6.ip6.dad_count);
+    /// 0 disables DAD.
+    pub dad_count: u8,
+    /// net.inet6.icmp6.errppslimit
+    pub icmp6_errppslimit: u32,
 }
 
 impl Default for Sysctl {
@@ -117,6 +128,10 @@ impl Default for Sysctl {
             forwarding: false,
             ttl: 64,
             icmp_errppslimit: 100,
+            forwarding6: false,
+            hlim: 64,
+            dad_count: 1,
+            icmp6_errppslimit: 100,
         }
     }
 }
@@ -126,7 +141,9 @@ pub struct Stack {
     next_ifindex: u32,
     next_link: LinkId,
     pub routes: route::RouteTable<Ipv4Addr>,
+    pub routes6: route::RouteTable<Ipv6Addr>,
     pub arp: neighbor::NeighborCache<Ipv4Addr>,
+    pub nd: neighbor::NeighborCache<Ipv6Addr>,
     pub reasm: reasm::Reassembly,
     pub sysctl: Sysctl,
     pub stats: Stats,
@@ -221,7 +238,9 @@ impl Stack {
             next_ifindex: 1,
             next_link: 1,
             routes: route::RouteTable::default(),
+            routes6: route::RouteTable::default(),
             arp: neighbor::NeighborCache::default(),
+            nd: neighbor::NeighborCache::default(),
             reasm: reasm::Reassembly::default(),
             sysctl: Sysctl::default(),
             stats: Stats::default(),
@@ -277,6 +296,7 @@ impl Stack {
             .ok_or_else(|| IfError::NoSuchInterface(name.to_string()))?;
         let iface = self.ifaces.remove(pos);
         self.arp.flush_interface(iface.index);
+        self.nd.flush_interface(iface.index);
         self.routes_changed();
         Ok(())
     }
@@ -343,6 +363,7 @@ impl Stack {
         let index = iface.index;
         self.next_link += 1;
         self.arp.flush_interface(index);
+        self.nd.flush_interface(index);
         self.announce(index);
         Ok(())
     }
@@ -367,6 +388,7 @@ impl Stack {
         iface.link = None;
         let index = iface.index;
         self.arp.flush_interface(index);
+        self.nd.flush_interface(index);
         Ok(())
     }
 
@@ -383,6 +405,7 @@ impl Stack {
         }
         if !up {
             self.arp.flush_interface(index);
+            self.nd.flush_interface(index);
         }
         Ok(())
     }
@@ -423,6 +446,14 @@ impl Stack {
     /// Materialises the routing tables again after addresses or interfaces changed.
     fn routes_changed(&mut self) {
         self.routes.rebuild(&self.ifaces);
+        self.routes6.rebuild(&self.ifaces);
+    }
+
+    /// Whether any address is still tentative (DAD running), for `ifconfig -w`.
+    pub fn dad_in_progress(&self) -> bool {
+        self.ifaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|a| a.flags.tentative))
     }
 
     /// Gratuitous ARP for every address of an interface that just came up or got a link.
