@@ -193,6 +193,7 @@ impl Ping {
                     proto: PROTO_ICMP,
                     ttl: self.cfg.ttl,
                     df: self.cfg.df,
+                    scope: None,
                     payload: msg,
                 },
             );

@@ -134,6 +134,7 @@ impl Traceroute {
                 proto: PROTO_UDP,
                 ttl: Some(self.ttl),
                 df: false,
+                scope: None,
                 payload,
             },
         );

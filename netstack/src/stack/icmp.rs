@@ -188,6 +188,7 @@ impl Stack {
                 proto: PROTO_ICMP,
                 ttl: None,
                 df: false,
+                scope: None,
                 payload: msg,
             },
         );

@@ -155,6 +155,7 @@ impl Stack {
                         proto: PROTO_ICMP,
                         ttl: None,
                         df: false,
+                        scope: None,
                         payload: reply,
                     },
                 );

@@ -32,6 +32,9 @@ pub struct OutIp {
     pub ttl: Option<u8>,
     /// IPv4 only: don't fragment (IPv6 never fragments on the way).
     pub df: bool,
+    /// The interface to send on (ping's `-I`; required for IPv6 link-local and multicast
+    /// destinations, where it is the address's scope, `fe80::1%shmif0`).
+    pub scope: Option<u32>,
     pub payload: PacketBuf,
 }
 
