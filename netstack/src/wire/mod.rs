@@ -10,6 +10,7 @@ pub mod arp;
 pub mod ether;
 pub mod icmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod packet;
 pub mod udp;
 
