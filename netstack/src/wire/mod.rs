@@ -9,7 +9,9 @@
 pub mod arp;
 pub mod ether;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod packet;
 pub mod udp;
 
