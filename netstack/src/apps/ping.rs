@@ -225,7 +225,10 @@ impl Ping {
     }
 
     pub fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>, out: &Output) -> bool {
-        let IcmpMsg::V4(msg) = ev.msg;
+        let IcmpMsg::V4(msg) = &ev.msg else {
+            return false;
+        };
+        let msg = *msg;
         match msg {
             Icmp::EchoReply { ident, seq, .. } if ident == self.ident => {
                 let Some(sent_at) = self.pending.get(&seq) else {

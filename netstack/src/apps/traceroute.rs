@@ -200,7 +200,10 @@ impl Traceroute {
     }
 
     pub fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>, out: &Output) -> bool {
-        let IcmpMsg::V4(msg) = ev.msg;
+        let IcmpMsg::V4(msg) = &ev.msg else {
+            return false;
+        };
+        let msg = *msg;
         let (quoted, annotation, final_hop) = match msg {
             Icmp::TimeExceeded { quoted, .. } => (quoted, String::new(), false),
             Icmp::Unreachable { code, quoted, .. } => {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use super::output::OutIp;
 use super::Stack;
 use crate::wire::icmp::{self, Icmp};
+use crate::wire::icmpv6::{self, Icmpv6};
 use crate::wire::ipv4::{self, Datagram, PROTO_ICMP};
+use crate::wire::ipv6::{self, Packet};
 use crate::wire::PacketBuf;
 
 /// An ICMP message handed to running commands (ping, traceroute).
@@ -26,6 +28,7 @@ pub struct IcmpEvent<'a> {
 #[derive(Debug)]
 pub enum IcmpMsg<'a> {
     V4(Icmp<'a>),
+    V6(Icmpv6<'a>),
 }
 
 /// ICMP errors the stack generates.
@@ -56,6 +59,52 @@ impl ErrorKind {
             },
             ErrorKind::ReassemblyTimeout => Icmp::TimeExceeded {
                 code: icmp::EXCEEDED_REASSEMBLY,
+                quoted,
+            },
+        }
+    }
+}
+
+/// ICMPv6 errors the stack generates (RFC 4443).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind6 {
+    NoRoute,
+    BeyondScope,
+    AddressUnreachable,
+    PortUnreachable,
+    /// The next hop's MTU.
+    PacketTooBig(usize),
+    HopLimitExceeded,
+    ReassemblyTimeout,
+    ParamProblem {
+        code: u8,
+        pointer: u32,
+    },
+}
+
+impl ErrorKind6 {
+    fn encode<'a>(self, quoted: &'a [u8]) -> Icmpv6<'a> {
+        let un = |code| Icmpv6::DestUnreachable { code, quoted };
+        match self {
+            ErrorKind6::NoRoute => un(icmpv6::UNREACH_NO_ROUTE),
+            ErrorKind6::BeyondScope => un(icmpv6::UNREACH_BEYOND_SCOPE),
+            ErrorKind6::AddressUnreachable => un(icmpv6::UNREACH_ADDRESS),
+            ErrorKind6::PortUnreachable => un(icmpv6::UNREACH_PORT),
+            ErrorKind6::PacketTooBig(mtu) => Icmpv6::PacketTooBig {
+                mtu: mtu as u32,
+                quoted,
+            },
+            ErrorKind6::HopLimitExceeded => Icmpv6::TimeExceeded {
+                code: icmpv6::EXCEEDED_HOP_LIMIT,
+                quoted,
+            },
+            ErrorKind6::ReassemblyTimeout => Icmpv6::TimeExceeded {
+                code: icmpv6::EXCEEDED_REASSEMBLY,
+                quoted,
+            },
+            ErrorKind6::ParamProblem { code, pointer } => Icmpv6::ParamProblem {
+                code,
+                pointer,
                 quoted,
             },
         }
@@ -110,6 +159,7 @@ pub(super) enum Offence {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Fam {
     V4,
+    V6,
 }
 
 impl Stack {
@@ -117,27 +167,125 @@ impl Stack {
     /// it as sent), false with the reason counted otherwise.
     pub(super) fn icmp_error_permitted(&mut self, now: Instant, fam: Fam, o: Offence) -> bool {
         let c = &mut self.stats.counters;
-        let (limit, bucket) = match fam {
-            Fam::V4 => (self.sysctl.icmp_errppslimit, &mut self.icmp_bucket),
+        let (limit, bucket, about_error, suppressed, limited, out, errors_out) = match fam {
+            Fam::V4 => (
+                self.sysctl.icmp_errppslimit,
+                &mut self.icmp_bucket,
+                &mut c.icmp_error_about_error,
+                &mut c.icmp_error_suppressed,
+                &mut c.icmp_rate_limited,
+                &mut c.icmp_out,
+                &mut c.icmp_errors_out,
+            ),
+            Fam::V6 => (
+                self.sysctl.icmp6_errppslimit,
+                &mut self.icmp6_bucket,
+                &mut c.icmp6_error_about_error,
+                &mut c.icmp6_error_suppressed,
+                &mut c.icmp6_rate_limited,
+                &mut c.icmp6_out,
+                &mut c.icmp6_errors_out,
+            ),
         };
         match o {
             Offence::IsError => {
-                c.icmp_error_about_error += 1;
+                *about_error += 1;
                 return false;
             }
             Offence::Suppressed => {
-                c.icmp_error_suppressed += 1;
+                *suppressed += 1;
                 return false;
             }
             Offence::Answerable => {}
         }
         if !bucket.take(now, limit) {
-            c.icmp_rate_limited += 1;
+            *limited += 1;
             return false;
         }
-        c.icmp_out += 1;
-        c.icmp_errors_out += 1;
+        *out += 1;
+        *errors_out += 1;
         true
+    }
+
+    /// Offers an ICMP message to the running commands; true if one took it.
+    pub(super) fn offer_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>) -> bool {
+        if self.apps_busy {
+            return false;
+        }
+        self.apps.iter_mut().any(|app| app.on_icmp(now, ev))
+    }
+
+    /// Sends an ICMPv6 error about `p` if RFC 4443 2.4 and the rate limit allow it.
+    /// `multicast_ok`: Packet Too Big and unrecognised-option problems are sent even about
+    /// packets to multicast groups (2.4 (e.3), (e.2)).
+    pub(super) fn icmp6_error(
+        &mut self,
+        now: Instant,
+        p: &Packet<'_>,
+        in_if: Option<u32>,
+        kind: ErrorKind6,
+        multicast_ok: bool,
+    ) {
+        let h = p.header;
+        // A packet whose headers do not parse may still deserve a parameter problem.
+        let walk = ipv6::walk(p).ok();
+        let later_fragment = walk
+            .and_then(|w| w.fragment)
+            .is_some_and(|f| f.header.offset != 0);
+        let is_error = walk.is_some_and(|w| {
+            w.upper == ipv6::ICMPV6
+                && !later_fragment
+                && w.payload
+                    .first()
+                    .is_none_or(|&t| icmpv6::is_error_type(t) || t == icmpv6::REDIRECT)
+        });
+        let offence = if is_error {
+            Offence::IsError
+        } else if (h.dst.is_multicast() && !multicast_ok)
+            || h.src.is_unspecified()
+            || h.src.is_multicast()
+            || later_fragment
+        {
+            Offence::Suppressed
+        } else {
+            Offence::Answerable
+        };
+        if !self.icmp_error_permitted(now, Fam::V6, offence) {
+            return;
+        }
+        let quoted = icmpv6::quote(p.raw);
+        let dst = h.src;
+        let scope = in_if.filter(|_| ipv6::is_link_local(dst));
+        // From the address the packet arrived on, so traceroute6 shows each router's near side.
+        let src = in_if.and_then(|i| self.source_for6(dst, i)).or_else(|| {
+            let hop = self.routes6.lookup(dst)?;
+            self.source_for6(dst, hop.ifindex)
+        });
+        let Some(src) = src else {
+            return;
+        };
+        let mut msg = PacketBuf::new();
+        icmpv6::emit(src, dst, &kind.encode(quoted), &mut msg);
+        let _ = self.ip_output(
+            now,
+            OutIp {
+                src: Some(IpAddr::V6(src)),
+                dst: IpAddr::V6(dst),
+                proto: ipv6::ICMPV6,
+                ttl: None,
+                df: false,
+                scope,
+                payload: msg,
+            },
+        );
+    }
+
+    /// An ICMPv6 error about a whole packet held in a queue (neighbour resolution failed).
+    pub(super) fn icmp6_error_about(&mut self, now: Instant, raw: &[u8], kind: ErrorKind6) {
+        let Ok(p) = ipv6::parse(raw) else {
+            return;
+        };
+        self.icmp6_error(now, &p, None, kind, false);
     }
 
     /// Sends an ICMP error about `d` if the rules allow it.

@@ -168,16 +168,7 @@ impl Stack {
                     len: d.payload.len(),
                     msg: IcmpMsg::V4(m),
                 };
-                let mut taken = false;
-                if !self.apps_busy {
-                    for app in &mut self.apps {
-                        if app.on_icmp(now, &ev) {
-                            taken = true;
-                            break;
-                        }
-                    }
-                }
-                if !taken {
+                if !self.offer_icmp(now, &ev) {
                     self.stats.drop(DropReason::IcmpNoListener);
                 }
             }

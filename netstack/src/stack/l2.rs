@@ -14,6 +14,7 @@ use crate::wire::{Mac, PacketBuf};
 impl Stack {
     pub(super) fn ether_input(&mut self, now: Instant, index: u32, frame: &[u8]) {
         self.stats.counters.ether_in += 1;
+        let router6 = self.sysctl.forwarding6;
         let Some(iface) = self.iface_by_index_mut(index) else {
             return;
         };
@@ -36,11 +37,14 @@ impl Stack {
             // The bus filters on MAC already; this guards promiscuous or foreign links.
             return self.stats.drop(DropReason::EtherNotForUs);
         }
+        if f.dst.is_multicast() && !iface.wants_group_mac(f.dst, router6) {
+            // A group this interface did not join (the bus delivers every multicast frame).
+            return self.stats.drop(DropReason::EtherGroupNotJoined);
+        }
         match f.ethertype {
             ETHERTYPE_IPV4 => self.ip_input(now, Some(index), f.dst.is_multicast(), f.payload),
             ETHERTYPE_ARP => self.arp_input(now, index, f.payload),
-            // The IPv6/NDP issue plugs in here.
-            ETHERTYPE_IPV6 => self.stats.drop(DropReason::Ip6Unsupported),
+            ETHERTYPE_IPV6 => self.ip6_input(now, Some(index), f.dst.is_multicast(), f.payload),
             _ => self.stats.drop(DropReason::EtherUnknownType),
         }
     }

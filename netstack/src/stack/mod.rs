@@ -12,7 +12,9 @@
 pub mod addr;
 mod icmp;
 mod ip;
+pub mod ip6;
 mod l2;
+mod nd;
 pub mod neighbor;
 mod output;
 pub mod reasm;
@@ -94,6 +96,39 @@ impl Iface {
         )
     }
 
+    /// Whether the interface listens to IPv6 group `g`: all-nodes, all-routers on a router,
+    /// and the solicited-node group of each of its addresses (tentative ones included, for
+    /// DAD).
+    pub fn in_group(&self, g: Ipv6Addr, router: bool) -> bool {
+        g == crate::wire::ipv6::ALL_NODES
+            || (router && g == crate::wire::ipv6::ALL_ROUTERS)
+            || self.addrs.iter().any(|a| {
+                a.get::<Ipv6Addr>()
+                    .is_some_and(|v6| crate::wire::ipv6::solicited_node(v6) == g)
+            })
+    }
+
+    /// The Ethernet multicast filter: IPv6 group frames (33:33:...) pass only for groups the
+    /// interface joined; other group addresses (broadcast, IPv4 multicast) pass.
+    pub fn wants_group_mac(&self, mac: crate::wire::Mac, router: bool) -> bool {
+        let m = mac.0;
+        if m[..2] != [0x33, 0x33] {
+            return true;
+        }
+        let low = [m[2], m[3], m[4], m[5]];
+        let groups = [crate::wire::ipv6::ALL_NODES, crate::wire::ipv6::ALL_ROUTERS];
+        groups
+            .iter()
+            .filter(|g| router || **g == crate::wire::ipv6::ALL_NODES)
+            .copied()
+            .chain(
+                self.addrs
+                    .iter()
+                    .filter_map(|a| Some(crate::wire::ipv6::solicited_node(a.get::<Ipv6Addr>()?))),
+            )
+            .any(|g| g.octets()[12..] == low)
+    }
+
     /// The interface's IPv4 addresses with their prefixes.
     pub fn addrs_v4(&self) -> impl Iterator<Item = (Ipv4Addr, u8)> + '_ {
         self.addrs
@@ -148,6 +183,13 @@ pub struct Stack {
     pub sysctl: Sysctl,
     pub stats: Stats,
     icmp_bucket: icmp::TokenBucket,
+    icmp6_bucket: icmp::TokenBucket,
+    pub reasm6: reasm::Reassembly6,
+    /// Path MTUs learnt from ICMPv6 Packet Too Big.
+    pub pmtu: ip6::PathMtu,
+    /// Addresses under duplicate address detection.
+    pub dad: Vec<nd::Dad>,
+    next_ip6_id: u32,
     apps: Vec<Box<dyn App>>,
     /// True while `apps` is taken out to run them (ICMP offered then goes nowhere).
     apps_busy: bool,
@@ -245,6 +287,11 @@ impl Stack {
             sysctl: Sysctl::default(),
             stats: Stats::default(),
             icmp_bucket: icmp::TokenBucket::full(Sysctl::default().icmp_errppslimit),
+            icmp6_bucket: icmp::TokenBucket::full(Sysctl::default().icmp6_errppslimit),
+            reasm6: reasm::Reassembly6::default(),
+            pmtu: ip6::PathMtu::default(),
+            dad: Vec::new(),
+            next_ip6_id: (seed as u32).wrapping_mul(2_654_435_761),
             apps: Vec::new(),
             apps_busy: false,
             next_ip_id: seed.wrapping_mul(7919),
@@ -365,6 +412,7 @@ impl Stack {
         self.arp.flush_interface(index);
         self.nd.flush_interface(index);
         self.announce(index);
+        self.ensure_link_local(index);
         Ok(())
     }
 
@@ -402,6 +450,7 @@ impl Stack {
         }
         if up && !was {
             self.announce(index);
+            self.ensure_link_local(index);
         }
         if !up {
             self.arp.flush_interface(index);
@@ -427,9 +476,15 @@ impl Stack {
             iface.addrs.push(a);
         }
         let index = iface.index;
-        self.routes_changed();
-        if let std::net::IpAddr::V4(v4) = a.addr {
-            self.gratuitous_arp(index, v4);
+        match a.addr {
+            std::net::IpAddr::V4(v4) => {
+                self.routes_changed();
+                self.gratuitous_arp(index, v4);
+            }
+            std::net::IpAddr::V6(v6) => {
+                self.start_dad(index, v6);
+                self.routes_changed();
+            }
         }
         Ok(())
     }
@@ -439,6 +494,9 @@ impl Stack {
         let before = iface.addrs.len();
         iface.addrs.retain(|a| a.addr != addr);
         let removed = iface.addrs.len() != before;
+        let index = iface.index;
+        self.dad
+            .retain(|d| !(d.ifindex == index && std::net::IpAddr::V6(d.addr) == addr));
         self.routes_changed();
         Ok(removed)
     }
@@ -561,7 +619,10 @@ impl Stack {
             let Some(d) = self.loopback.pop_front() else {
                 return;
             };
-            self.ip_input(now, None, false, d.data());
+            match d.data().first().map(|b| b >> 4) {
+                Some(6) => self.ip6_input(now, None, false, d.data()),
+                _ => self.ip_input(now, None, false, d.data()),
+            }
         }
     }
 
@@ -587,6 +648,26 @@ impl Stack {
             let kind = icmp::ErrorKind::ReassemblyTimeout;
             self.icmp4_error_about(now, &exp.first, None, kind);
         }
+        for action in self.nd.poll(now) {
+            match action {
+                neighbor::TimerAction::Solicit {
+                    key: (index, ip),
+                    unicast,
+                } => self.send_ns(index, ip, unicast),
+                neighbor::TimerAction::Failed(_, queue) => {
+                    for p in queue {
+                        self.stats.drop(crate::stats::DropReason::NdResolveFailed);
+                        let kind = icmp::ErrorKind6::AddressUnreachable;
+                        self.icmp6_error_about(now, p.data(), kind);
+                    }
+                }
+            }
+        }
+        for exp in self.reasm6.poll(now, &mut self.stats) {
+            let kind = icmp::ErrorKind6::ReassemblyTimeout;
+            self.icmp6_error_about(now, &exp.first, kind);
+        }
+        self.poll_dad(now);
         if !self.apps.is_empty() {
             let mut apps = std::mem::take(&mut self.apps);
             self.apps_busy = true;
@@ -602,7 +683,10 @@ impl Stack {
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut d = [
             self.arp.next_deadline(),
+            self.nd.next_deadline(),
             self.reasm.next_deadline(),
+            self.reasm6.next_deadline(),
+            self.next_dad_deadline(),
             self.apps.iter().filter_map(|a| a.deadline()).min(),
         ]
         .into_iter()

@@ -75,7 +75,7 @@ impl Stack {
     pub fn ip_output(&mut self, now: Instant, p: OutIp) -> Result<(), SendError> {
         match p.dst {
             IpAddr::V4(dst) => self.transport_output4(now, p, dst),
-            IpAddr::V6(_) => Err(SendError::NoFamily),
+            IpAddr::V6(dst) => self.transport_output6(now, p, dst),
         }
     }
 

@@ -34,6 +34,8 @@ struct TestNode {
 
 fn node(last: u8, addr: &str) -> TestNode {
     let mut stack = Stack::new(None);
+    // IPv4 tests count frames: no DAD solicitations for the link-local address in between.
+    stack.sysctl.dad_count = 0;
     stack.create_iface("shmif0").unwrap();
     let sent: Wire = Arc::default();
     let mac = Mac([0xb2, 0xa0, 0, 0, 0, last]);
@@ -200,6 +202,7 @@ fn no_icmp_error_about_an_icmp_error_or_a_broadcast() {
     let t0 = Instant::now();
     let mut r = node(1, "10.0.0.1/24");
     r.stack.sysctl.forwarding = true;
+    take(&r.sent);
     let err = icmp::emit(&Icmp::Unreachable {
         code: 1,
         mtu: 0,
@@ -433,4 +436,103 @@ fn unicast_datagrams_in_link_broadcasts_are_neither_forwarded_nor_answered() {
     assert_eq!(r.stack.stats.drops_of(DropReason::IpLinkBroadcast), 1);
     assert_eq!(r.stack.stats.counters.ip_forwarded, 0);
     assert!(take(&r.sent).is_empty());
+}
+
+fn node6(last: u8, addr: &str) -> TestNode {
+    let mut n = node(last, "10.0.0.1/24");
+    n.stack.sysctl.dad_count = 1;
+    let (a, p) = addr.split_once('/').unwrap();
+    n.stack
+        .add_addr(
+            "shmif0",
+            IfAddr::new(a.parse().unwrap(), p.parse().unwrap()),
+            true,
+        )
+        .unwrap();
+    n
+}
+
+fn echo6(n: &mut TestNode, now: Instant, dst: &str) -> Result<(), SendError> {
+    let mut msg = crate::wire::PacketBuf::new();
+    crate::wire::icmpv6::emit(
+        std::net::Ipv6Addr::UNSPECIFIED,
+        std::net::Ipv6Addr::UNSPECIFIED,
+        &crate::wire::icmpv6::Icmpv6::EchoRequest {
+            ident: 9,
+            seq: 1,
+            data: b"abc",
+        },
+        &mut msg,
+    );
+    n.stack.ip_output(
+        now,
+        OutIp {
+            src: None,
+            dst: dst.parse().unwrap(),
+            proto: crate::wire::ipv6::ICMPV6,
+            ttl: None,
+            df: false,
+            scope: None,
+            payload: msg,
+        },
+    )
+}
+
+#[test]
+fn ipv6_addresses_pass_dad_then_ndp_resolves_and_echo_is_answered() {
+    let t0 = Instant::now();
+    let mut a = node6(1, "fd00::1/64");
+    let mut b = node6(2, "fd00::2/64");
+    assert!(a.stack.dad_in_progress());
+    // Tentative: not usable as a source yet.
+    assert_eq!(echo6(&mut a, t0, "fd00::2"), Err(SendError::NoRoute));
+    for s in 0..3 {
+        let now = t0 + Duration::from_secs(s);
+        a.stack.poll(now);
+        b.stack.poll(now);
+        exchange(&mut a, &mut b, now);
+    }
+    assert!(!a.stack.dad_in_progress() && !b.stack.dad_in_progress());
+    let ll = a.stack.ifaces[0]
+        .addrs
+        .iter()
+        .find(|x| x.flags.autoconf)
+        .unwrap();
+    assert_eq!(ll.addr.to_string(), "fe80::b0a0:ff:fe00:1");
+    let now = t0 + Duration::from_secs(3);
+    echo6(&mut a, now, "fd00::2").unwrap();
+    exchange(&mut a, &mut b, now);
+    assert_eq!(b.stack.stats.counters.icmp6_echo_reply_out, 1);
+    // Nobody on a waits for the reply.
+    assert_eq!(a.stack.stats.drops_of(DropReason::Icmp6NoListener), 1);
+    let key = (1, "fd00::2".parse().unwrap());
+    assert_eq!(a.stack.nd.lookup(key), Some(b.mac));
+    assert_eq!(a.stack.nd.entries[&key].name(), "reachable");
+}
+
+#[test]
+fn dad_conflict_leaves_the_second_claimant_duplicated() {
+    let t0 = Instant::now();
+    let mut a = node6(1, "fd00::5/64");
+    for s in 0..3 {
+        a.stack.poll(t0 + Duration::from_secs(s));
+    }
+    take(&a.sent);
+    let mut b = node6(2, "fd00::5/64");
+    for s in 3..6 {
+        let now = t0 + Duration::from_secs(s);
+        b.stack.poll(now);
+        exchange(&mut a, &mut b, now);
+    }
+    let dup = |n: &TestNode| {
+        n.stack.ifaces[0]
+            .addrs
+            .iter()
+            .find(|x| x.addr.to_string() == "fd00::5")
+            .unwrap()
+            .flags
+    };
+    assert!(dup(&b).duplicated);
+    assert!(!dup(&a).duplicated && !dup(&a).tentative);
+    assert_eq!(b.stack.stats.drops_of(DropReason::NdDadDuplicate), 1);
 }

@@ -59,6 +59,17 @@ pub const INFINITE_LIFETIME: u32 = 0xffff_ffff;
 /// ICMPv6 header, quote) stays within the IPv6 minimum MTU (RFC 4443 2.4(c)).
 pub const MAX_ERROR_QUOTE: usize = ipv6::MIN_MTU - ipv6::HEADER_LEN - HEADER_LEN;
 
+/// Fills in the checksum of the ICMPv6 message in `msg` for `src` and `dst`: commands build
+/// messages before the stack has chosen their source address.
+pub fn set_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &mut [u8]) {
+    if msg.len() < HEADER_LEN {
+        return;
+    }
+    msg[2..4].copy_from_slice(&[0, 0]);
+    let c = pseudo_header_checksum(src, dst, ICMPV6, msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+}
+
 /// How many bytes of an offending packet of `offending_len` bytes an error may quote.
 pub fn quote_len(offending_len: usize) -> usize {
     offending_len.min(MAX_ERROR_QUOTE)

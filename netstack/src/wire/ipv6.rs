@@ -307,6 +307,14 @@ pub fn fragment(
     Ok(out)
 }
 
+/// Rewrites the hop limit of the packet starting at `packet[0]` in place: what a router
+/// changes in a packet it forwards (IPv6 has no header checksum to fix).
+pub fn set_hop_limit(packet: &mut [u8], hop_limit: u8) {
+    if let Some(b) = packet.get_mut(7) {
+        *b = hop_limit;
+    }
+}
+
 /// The fixed header fields of `raw` without checking the payload length against it.
 fn parse_header_fields(raw: &[u8]) -> Option<EmitHeader> {
     let word0 = be32(raw, 0)?;
