@@ -1,5 +1,5 @@
-//! Untrusted frames into a forwarding node with two interfaces, on virtual time: whatever
-//! arrives, the node must count and drop or answer, never panic.
+//! Untrusted frames into a forwarding node with two interfaces and both families, on virtual
+//! time: whatever arrives, the node must count and drop or answer, never panic.
 //!
 //! Input: records of [interface: 1 byte][length: 2 bytes LE][frame], the clock advancing 1 ms
 //! per record, the node polled after each.
@@ -25,6 +25,8 @@ impl LinkTx for Sink {
 
 fn router() -> (Stack, [u64; 2]) {
     let mut stack = Stack::new(None);
+    // Addresses usable at once, so frames meet the node as it runs, not its DAD.
+    stack.sysctl.dad_count = 0;
     let mut links = [0; 2];
     for (i, (name, addr)) in [("shmif0", [10, 0, 0, 1]), ("shmif1", [10, 0, 1, 1])]
         .into_iter()
@@ -37,9 +39,12 @@ fn router() -> (Stack, [u64; 2]) {
             .unwrap();
         let a = IfAddr::v4(addr.into(), 24);
         stack.add_addr(name, a, false).unwrap();
+        let v6 = IfAddr::new(format!("fd00:{i}::1").parse().unwrap(), 64);
+        stack.add_addr(name, v6, true).unwrap();
         stack.set_up(name, true).unwrap();
     }
     stack.sysctl.forwarding = true;
+    stack.sysctl.forwarding6 = true;
     (stack, links)
 }
 
