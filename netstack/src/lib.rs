@@ -10,10 +10,15 @@
 //!   control commands), runs timers and sleeps in one `futex_waitv` on every bus and a
 //!   doorbell; a control thread serves the Unix socket ([`control`] protocol).
 //! - [`stack`]: all protocol state, owned by that one thread: Ethernet and ARP (`l2`), IPv4
-//!   input/forwarding/output with fragmentation and reassembly, ICMP, a UDP stub (`ip`), and
-//!   the tables they use ([`stack::route`], [`stack::arp`], [`stack::reasm`]).
+//!   (`ip`) and IPv6 (`ip6`, with NDP and DAD in `nd`) input and forwarding, one output
+//!   pipeline for both (`output`: route, IPsec hook, MTU and fragmentation, neighbour
+//!   resolution, link), ICMP errors for both families (`icmp`), and the tables they use: one
+//!   routing table type per family ([`stack::route`]), one neighbour cache for ARP and NDP
+//!   ([`stack::neighbor`]), reassembly ([`stack::reasm`]). The stack knows neither commands nor
+//!   apps: they drive it through its API and the [`stack::App`] trait.
 //! - [`wire`]: one `parse` (untrusted bytes to a validated struct or a
-//!   [`stats::DropReason`]) and one `emit` per protocol; nothing else indexes into packets.
+//!   [`stats::DropReason`]) and one `emit` per protocol, writing into a [`wire::PacketBuf`]
+//!   whose headroom takes the headers of the layers below; nothing else indexes into packets.
 //! - [`cmd`]: the node's commands (ifconfig, route, netstat, sysctl, arp, ping, traceroute,
 //!   halt), NetBSD syntax, each with `--json`; [`apps`] holds the long-running ones (ping,
 //!   traceroute) as state machines the stack loop drives.
