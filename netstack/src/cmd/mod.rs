@@ -5,6 +5,7 @@
 mod arp;
 mod halt;
 mod ifconfig;
+mod ndp;
 mod netstat;
 mod ping;
 mod route;
@@ -66,6 +67,7 @@ pub const COMMANDS: &[(&str, &str, Handler)] = &[
     ("halt", "stop the node", halt::run),
     ("help", "list commands", help),
     ("ifconfig", "configure interfaces", ifconfig::run),
+    ("ndp", "show and edit the IPv6 neighbour cache", ndp::run),
     (
         "netstat",
         "routing table and protocol statistics",
