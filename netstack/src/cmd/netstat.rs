@@ -3,7 +3,9 @@
 use clap::Parser;
 use serde::Serialize;
 
-use super::{parse, CmdError, Ctx, Done, Output};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{parse, scoped, CmdError, Ctx, Done, Output};
 use crate::stack::addr::{network, Family};
 use crate::stack::route::{Route, RouteTable};
 use crate::stack::Iface;
@@ -25,7 +27,7 @@ struct Args {
     /// Interfaces with packet counters.
     #[arg(short = 'i')]
     interfaces: bool,
-    /// Address family (only inet).
+    /// Address family: inet or inet6.
     #[arg(short = 'f')]
     family: Option<String>,
     #[arg(long)]
@@ -96,7 +98,7 @@ fn route_rows<A: Family>(table: &RouteTable<A>, ifaces: &[Iface]) -> Vec<RouteRo
 }
 
 /// "10.0.1/24" as netstat abbreviates networks; "default"; hosts in full.
-fn net_label(r: &RouteRow<std::net::Ipv4Addr>) -> String {
+fn net_label(r: &RouteRow<Ipv4Addr>) -> String {
     if r.prefix == 0 {
         return "default".into();
     }
@@ -109,31 +111,101 @@ fn net_label(r: &RouteRow<std::net::Ipv4Addr>) -> String {
     format!("{}/{}", parts.join("."), r.prefix)
 }
 
-pub(super) fn route_table(stack: &Stack, json: bool, out: &Output) {
-    let entries = route_rows(&stack.routes, &stack.ifaces);
-    if json {
-        return out.json(&entries);
+/// "fd00:1::/64", "fe80::%shmif0/64", "default"; hosts in full.
+fn net_label6(stack: &Stack, r: &RouteRow<Ipv6Addr>) -> String {
+    let ix = Some(r.ifindex).filter(|ix| *ix != 0);
+    match r.prefix {
+        0 => "default".into(),
+        128 => scoped(stack, r.dest, ix),
+        p => format!("{}/{p}", scoped(stack, r.dest, ix)),
     }
-    out.out("Routing tables\n\nInternet:");
+}
+
+/// Which families `netstat -rn` / `route show` list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Families {
+    Inet,
+    Inet6,
+    Both,
+}
+
+/// A `--json` route row: the family and the row.
+#[derive(Serialize)]
+struct FamRow<'a, A> {
+    family: &'static str,
+    #[serde(flatten)]
+    row: &'a RouteRow<A>,
+}
+
+/// One section of `netstat -rn`: NetBSD's columns, Destination and Gateway as wide as the
+/// family needs (18 for inet; 39 and 30 for inet6 with -n).
+fn section(out: &Output, title: &str, wd: usize, wg: usize, rows: &[(String, String, &str, &str)]) {
+    out.out(format!("\n{title}:"));
     out.out(format!(
-        "{:<18} {:<18} {:<8} {:>4} {:>8} {:>6}  {}",
+        "{:<wd$} {:<wg$} {:<6} {:>6} {:>8} {:>6}  {}",
         "Destination", "Gateway", "Flags", "Refs", "Use", "Mtu", "Interface"
     ));
-    for r in &entries {
-        let gw = match r.gateway {
-            Some(g) => g.to_string(),
-            None => format!("link#{}", r.ifindex),
-        };
+    for (dest, gw, flags, ifname) in rows {
         out.out(format!(
-            "{:<18} {:<18} {:<8} {:>4} {:>8} {:>6}  {}",
-            net_label(r),
-            gw,
-            r.flags,
-            "-",
-            "-",
-            "-",
-            r.ifname
+            "{dest:<wd$} {gw:<wg$} {flags:<6} {:>6} {:>8} {:>6}  {ifname}",
+            "-", "-", "-"
         ));
+    }
+}
+
+pub(super) fn route_table(stack: &Stack, fam: Families, json: bool, out: &Output) {
+    let v4 = route_rows(&stack.routes, &stack.ifaces);
+    let v6 = route_rows(&stack.routes6, &stack.ifaces);
+    let (show4, show6) = match fam {
+        Families::Inet => (true, false),
+        Families::Inet6 => (false, true),
+        // As NetBSD: a family with no routes has no section (inet is always shown).
+        Families::Both => (true, !v6.is_empty()),
+    };
+    if json {
+        let mut rows: Vec<serde_json::Value> = Vec::new();
+        if show4 {
+            rows.extend(v4.iter().map(|row| {
+                serde_json::json!(FamRow {
+                    family: "inet",
+                    row
+                })
+            }));
+        }
+        if show6 {
+            rows.extend(v6.iter().map(|row| {
+                serde_json::json!(FamRow {
+                    family: "inet6",
+                    row
+                })
+            }));
+        }
+        return out.json(&rows);
+    }
+    out.out("Routing tables");
+    let link = |r: u32| format!("link#{r}");
+    if show4 {
+        let rows: Vec<_> = v4
+            .iter()
+            .map(|r| {
+                let gw = r.gateway.map_or_else(|| link(r.ifindex), |g| g.to_string());
+                (net_label(r), gw, r.flags, r.ifname.as_str())
+            })
+            .collect();
+        section(out, "Internet", 18, 18, &rows);
+    }
+    if show6 {
+        let rows: Vec<_> = v6
+            .iter()
+            .map(|r| {
+                let ix = Some(r.ifindex).filter(|ix| *ix != 0);
+                let gw = r
+                    .gateway
+                    .map_or_else(|| link(r.ifindex), |g| scoped(stack, g, ix));
+                (net_label6(stack, r), gw, r.flags, r.ifname.as_str())
+            })
+            .collect();
+        section(out, "Internet6", 39, 30, &rows);
     }
 }
 
@@ -274,15 +346,18 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         return Ok(Done::Exit(0));
     };
     let _ = args.numeric;
-    if let Some(f) = &args.family {
-        if f != "inet" {
+    let fam = match args.family.as_deref() {
+        None => Families::Both,
+        Some("inet") => Families::Inet,
+        Some("inet6") => Families::Inet6,
+        Some(f) => {
             return Err(CmdError::usage(format!(
-                "-f {f}: unsupported family (only inet)"
-            )));
+                "-f {f}: unsupported family (inet or inet6)"
+            )))
         }
-    }
+    };
     match (args.routes, args.stats, args.interfaces) {
-        (true, false, false) => route_table(stack, args.json, ctx.out),
+        (true, false, false) => route_table(stack, fam, args.json, ctx.out),
         (false, true, false) => protocol_stats(stack, args.json, ctx.out),
         (false, false, true) => interface_table(stack, args.json, ctx.out),
         (false, false, false) => {
@@ -291,4 +366,73 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         _ => return Err(CmdError::usage("-r, -s and -i are exclusive")),
     }
     Ok(Done::Exit(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{ok, run, stack};
+
+    fn lab() -> crate::stack::Stack {
+        let mut s = stack(1);
+        ok(&mut s, "ifconfig shmif0 inet 10.0.1.2/24");
+        ok(&mut s, "ifconfig shmif0 inet6 fd00:1::2/64");
+        ok(&mut s, "ifconfig shmif0 inet6 fe80::2%shmif0");
+        ok(&mut s, "route add default 10.0.1.1");
+        ok(&mut s, "route add -inet6 default fe80::1%shmif0");
+        ok(&mut s, "route add -inet6 fd00:2::/64 fd00:1::1");
+        s
+    }
+
+    #[test]
+    fn route_tables_list_internet_then_internet6_in_netbsd_columns() {
+        let mut s = lab();
+        let out = ok(&mut s, "netstat -rn");
+        let want = "\
+Routing tables
+
+Internet:
+Destination        Gateway            Flags    Refs      Use    Mtu  Interface
+default            10.0.1.1           UGS         -        -      -  shmif0
+10.0.1/24          link#1             UC          -        -      -  shmif0
+
+Internet6:
+Destination                             Gateway                        Flags    Refs      Use    Mtu  Interface
+default                                 fe80::1%shmif0                 UGS         -        -      -  shmif0
+fd00:1::/64                             link#1                         UC          -        -      -  shmif0
+fd00:2::/64                             fd00:1::1                      UGS         -        -      -  shmif0
+fe80::%shmif0/64                        link#1                         UC          -        -      -  shmif0
+";
+        assert_eq!(out, want);
+        let v6 = ok(&mut s, "netstat -rn -f inet6");
+        assert!(
+            !v6.contains("Internet:") && v6.contains("Internet6:"),
+            "{v6}"
+        );
+        let v4 = ok(&mut s, "netstat -rn -f inet");
+        assert!(
+            v4.contains("Internet:") && !v4.contains("Internet6:"),
+            "{v4}"
+        );
+        assert_eq!(ok(&mut s, "route show -inet6"), v6);
+        assert_eq!(ok(&mut s, "route show"), out);
+        let r = run(&mut s, "netstat -rn -f link");
+        assert_eq!(r.code, Some(crate::cmd::EX_USAGE));
+        let json: serde_json::Value =
+            serde_json::from_str(ok(&mut s, "netstat -rn --json").trim()).unwrap();
+        let rows = json.as_array().unwrap();
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[0]["family"], "inet");
+        assert_eq!(rows[2]["family"], "inet6");
+        assert_eq!(rows[2]["gateway"], "fe80::1");
+        assert_eq!(rows[2]["ifname"], "shmif0");
+    }
+
+    #[test]
+    fn an_ipv4_only_node_shows_no_internet6_section() {
+        let mut s = stack(1);
+        ok(&mut s, "ifconfig shmif0 inet 10.0.1.2/24");
+        assert!(!ok(&mut s, "netstat -rn").contains("Internet6"));
+        // Asked for explicitly, the empty section is shown.
+        assert!(ok(&mut s, "netstat -rn -f inet6").contains("Internet6:"));
+    }
 }
