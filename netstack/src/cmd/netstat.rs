@@ -259,6 +259,70 @@ struct StatsJson<'a> {
     reassembly_in_progress: usize,
 }
 
+/// `netstat -s` text of the IPv6 counters the stack keeps as `ip6_*` fields of
+/// [`crate::stats::Counters`] (NetBSD's wording).
+const IP6_TEXT: &[(&str, &str)] = &[
+    ("ip6_in", "total packets received"),
+    ("ip6_fragments_in", "fragments received"),
+    ("ip6_reassembled", "packets reassembled ok"),
+    ("ip6_delivered", "packets for this host"),
+    ("ip6_forwarded", "packets forwarded"),
+    ("ip6_out", "packets sent from this host"),
+    ("ip6_fragmented", "output datagrams fragmented"),
+    ("ip6_fragments_out", "fragments created"),
+];
+
+/// The same for the `icmp6_*` counters.
+const ICMP6_TEXT: &[(&str, &str)] = &[
+    ("icmp6_in", "messages received"),
+    ("icmp6_echo_in", "echo requests received"),
+    ("icmp6_out", "messages sent"),
+    ("icmp6_echo_reply_out", "echo replies sent"),
+    ("icmp6_errors_out", "calls to icmp6_error"),
+    (
+        "icmp6_error_about_error",
+        "errors not generated because old message was icmp6 or so",
+    ),
+    (
+        "icmp6_rate_limited",
+        "errors not generated because of rate limitation",
+    ),
+    ("icmp6_ns_in", "neighbor solicitations received"),
+    ("icmp6_ns_out", "neighbor solicitations sent"),
+    ("icmp6_na_in", "neighbor advertisements received"),
+    ("icmp6_na_out", "neighbor advertisements sent"),
+    ("icmp6_dad_duplicate", "duplicate addresses detected"),
+];
+
+/// The counters whose field names start with `prefix`, found by name so that fields the stack
+/// adds show up without a change here: those in `text` first in its order and wording, then
+/// any others under their field name.
+fn counters_with_prefix(
+    c: &crate::stats::Counters,
+    prefix: &str,
+    text: &[(&str, &str)],
+) -> Vec<(u64, String)> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(c) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(&str, u64)> = fields
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_u64()?)))
+        .collect();
+    found.sort_by_key(|(k, _)| text.iter().position(|(t, _)| t == k).unwrap_or(usize::MAX));
+    found
+        .into_iter()
+        .map(|(k, n)| {
+            let t = text
+                .iter()
+                .find(|(t, _)| *t == k)
+                .map_or_else(|| k.to_string(), |(_, t)| t.to_string());
+            (n, t)
+        })
+        .collect()
+}
+
 fn protocol_stats(stack: &mut Stack, json: bool, out: &Output) {
     stack.collect_link_drops();
     let s = &stack.stats;
@@ -273,7 +337,7 @@ fn protocol_stats(stack: &mut Stack, json: bool, out: &Output) {
         });
     }
     let c = &s.counters;
-    let sections: [(&str, Vec<(u64, &str)>); 6] = [
+    let mut sections: Vec<(&str, Vec<(u64, String)>)> = [
         (
             "ether",
             vec![
@@ -328,8 +392,23 @@ fn protocol_stats(stack: &mut Stack, json: bool, out: &Output) {
             ],
         ),
         ("udp", vec![(c.udp_in, "datagrams received")]),
-        ("ip6", vec![]),
-    ];
+    ]
+    .into_iter()
+    .map(|(p, lines)| {
+        (
+            p,
+            lines.into_iter().map(|(n, t)| (n, t.to_string())).collect(),
+        )
+    })
+    .collect();
+    sections.push(("ip6", counters_with_prefix(c, "ip6_", IP6_TEXT)));
+    sections.push(("icmp6", counters_with_prefix(c, "icmp6_", ICMP6_TEXT)));
+    // A section for every protocol drop reasons name, even one not listed above.
+    for r in DropReason::ALL {
+        if !sections.iter().any(|(p, _)| *p == r.proto()) {
+            sections.push((r.proto(), Vec::new()));
+        }
+    }
     for (proto, lines) in sections {
         out.out(format!("{proto}:"));
         for (n, text) in lines {
@@ -425,6 +504,47 @@ fe80::%shmif0/64                        link#1                         UC       
         assert_eq!(rows[2]["family"], "inet6");
         assert_eq!(rows[2]["gateway"], "fe80::1");
         assert_eq!(rows[2]["ifname"], "shmif0");
+    }
+
+    #[test]
+    fn protocol_statistics_have_ip6_and_icmp6_sections_with_their_drop_reasons() {
+        let mut s = stack(0);
+        s.stats.drop(crate::stats::DropReason::Ip6Unsupported);
+        let out = ok(&mut s, "netstat -s");
+        let sections: Vec<&str> = out.lines().filter(|l| !l.starts_with('\t')).collect();
+        assert_eq!(
+            sections[..7],
+            ["ether:", "arp:", "ip:", "icmp:", "udp:", "ip6:", "icmp6:"]
+        );
+        let ip6 = out.split("ip6:\n").nth(1).unwrap();
+        assert!(
+            ip6.contains("\t1 IPv6 packets (not implemented yet) (ip6_unsupported)"),
+            "{out}"
+        );
+        // Every drop reason is listed once, in its protocol's section.
+        for r in crate::stats::DropReason::ALL {
+            assert_eq!(
+                out.matches(&format!("({})", r.key())).count(),
+                1,
+                "{}",
+                r.key()
+            );
+        }
+    }
+
+    #[test]
+    fn counters_are_found_by_field_name() {
+        let c = crate::stats::Counters {
+            ip_in: 3,
+            ..Default::default()
+        };
+        let text = [("ip_out", "sent"), ("ip_in", "received")];
+        let got = super::counters_with_prefix(&c, "ip_", &text);
+        assert_eq!(got[0], (0, "sent".to_string()));
+        assert_eq!(got[1], (3, "received".to_string()));
+        // Fields without a text are listed under their name.
+        assert!(got.iter().any(|(_, t)| t == "ip_forwarded"));
+        assert!(super::counters_with_prefix(&c, "nosuch_", &text).is_empty());
     }
 
     #[test]
