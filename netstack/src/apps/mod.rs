@@ -4,6 +4,7 @@
 
 pub mod ping;
 pub mod traceroute;
+pub mod wait_dad;
 
 use std::time::Instant;
 
@@ -13,6 +14,8 @@ use crate::stack::{App, IcmpEvent, Stack};
 pub enum Job {
     Ping(Box<ping::Ping>),
     Traceroute(traceroute::Traceroute),
+    /// `ifconfig -w`.
+    WaitDad(wait_dad::WaitDad),
 }
 
 pub struct JobSlot {
@@ -26,6 +29,7 @@ impl Job {
         match self {
             Job::Ping(p) => p.poll(stack, now, out),
             Job::Traceroute(t) => t.poll(stack, now, out),
+            Job::WaitDad(w) => w.poll(stack, now, out),
         }
     }
 
@@ -33,6 +37,7 @@ impl Job {
         match self {
             Job::Ping(p) => p.deadline(),
             Job::Traceroute(t) => t.deadline(),
+            Job::WaitDad(w) => w.deadline(),
         }
     }
 
@@ -41,6 +46,7 @@ impl Job {
         match self {
             Job::Ping(p) => p.on_icmp(now, ev, out),
             Job::Traceroute(t) => t.on_icmp(now, ev, out),
+            Job::WaitDad(_) => false,
         }
     }
 }

@@ -5,13 +5,14 @@
 mod arp;
 mod halt;
 mod ifconfig;
+mod ndp;
 mod netstat;
 mod ping;
 mod route;
 mod sysctl;
 mod traceroute;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use crate::apps::Job;
@@ -66,6 +67,7 @@ pub const COMMANDS: &[(&str, &str, Handler)] = &[
     ("halt", "stop the node", halt::run),
     ("help", "list commands", help),
     ("ifconfig", "configure interfaces", ifconfig::run),
+    ("ndp", "show and edit the IPv6 neighbour cache", ndp::run),
     (
         "netstat",
         "routing table and protocol statistics",
@@ -180,6 +182,70 @@ pub fn mask_to_prefix(s: &str) -> Result<u8, CmdError> {
     Ok(len as u8)
 }
 
+/// An IPv6 address as commands take it: `ADDR` or `ADDR%IF`, the interface being the scope
+/// of a link-local address (`fe80::1%shmif0`).
+pub fn parse_addr6(s: &str) -> Result<(Ipv6Addr, Option<&str>), CmdError> {
+    let (a, scope) = match s.split_once('%') {
+        Some((a, ifname)) if !ifname.is_empty() => (a, Some(ifname)),
+        Some(_) => return Err(CmdError::usage(format!("{s}: empty scope after %"))),
+        None => (s, None),
+    };
+    let addr: Ipv6Addr = a
+        .parse()
+        .map_err(|_| CmdError::usage(format!("{s}: bad IPv6 address")))?;
+    Ok((addr, scope))
+}
+
+/// `ADDR[%IF][/LEN]` (LEN 0..128).
+pub fn parse_cidr6(s: &str) -> Result<(Ipv6Addr, Option<&str>, Option<u8>), CmdError> {
+    let (a, len) = match s.split_once('/') {
+        None => (s, None),
+        Some((a, l)) => (a, Some(parse_prefixlen6(l)?)),
+    };
+    let (addr, scope) = parse_addr6(a)?;
+    Ok((addr, scope, len))
+}
+
+/// An IPv6 prefix length, 0..128.
+pub fn parse_prefixlen6(l: &str) -> Result<u8, CmdError> {
+    l.parse()
+        .ok()
+        .filter(|l| *l <= 128)
+        .ok_or_else(|| CmdError::usage(format!("{l}: bad prefixlen (0..128)")))
+}
+
+/// fe80::/10: only meaningful together with the interface it is on.
+pub fn is_link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The interface index a `%IF` scope names.
+pub fn scope_index(stack: &Stack, ifname: &str) -> Result<u32, CmdError> {
+    stack
+        .iface(ifname)
+        .map(|i| i.index)
+        .ok_or_else(|| CmdError::fail(format!("{ifname}: no such interface")))
+}
+
+/// An address as NetBSD prints it: link-local ones with their interface, `fe80::1%shmif0`.
+pub fn scoped(stack: &Stack, a: Ipv6Addr, ifindex: Option<u32>) -> String {
+    match ifindex.filter(|_| is_link_local(a) || a.is_multicast()) {
+        Some(ix) => match stack.iface_by_index(ix) {
+            Some(i) => format!("{a}%{}", i.name),
+            None => format!("{a}%{ix}"),
+        },
+        None => a.to_string(),
+    }
+}
+
+/// The IPv6 netmask of a prefix (`route get` prints it as an address).
+pub fn mask6(prefix: u8) -> Ipv6Addr {
+    match prefix {
+        0 => Ipv6Addr::UNSPECIFIED,
+        p => Ipv6Addr::from(u128::MAX << (128 - p.min(128) as u32)),
+    }
+}
+
 /// The historical classful prefix, used when no length is given (as NetBSD does).
 pub fn classful_prefix(a: Ipv4Addr) -> u8 {
     match a.octets()[0] {
@@ -204,5 +270,122 @@ mod tests {
         );
         assert!(parse_cidr("10.0.0.1/33").is_err());
         assert!(parse_cidr("10.0.0/24").is_err());
+    }
+
+    #[test]
+    fn ipv6_addresses_with_scopes_and_prefixes() {
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        assert_eq!(parse_addr6("fe80::1%shmif0").unwrap(), (ll, Some("shmif0")));
+        assert_eq!(parse_addr6("fd00::1").unwrap().1, None);
+        assert!(parse_addr6("fe80::1%").is_err());
+        assert!(parse_addr6("10.0.0.1").is_err());
+        assert_eq!(
+            parse_cidr6("fe80::1%shmif0/64").unwrap(),
+            (ll, Some("shmif0"), Some(64))
+        );
+        assert!(parse_cidr6("fd00::1/129").is_err());
+        assert!(is_link_local(ll));
+        assert!(is_link_local("febf::1".parse().unwrap()));
+        assert!(!is_link_local("fec0::1".parse().unwrap()));
+        assert_eq!(mask6(64).to_string(), "ffff:ffff:ffff:ffff::");
+        assert_eq!(mask6(0), Ipv6Addr::UNSPECIFIED);
+        assert_eq!(
+            mask6(128).to_string(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+    }
+}
+
+/// Running commands against a stack in unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use crate::control::{Reply, Request};
+    use crate::stack::Stack;
+    use crate::wire::Mac;
+
+    struct Discard;
+
+    impl crate::link::LinkTx for Discard {
+        fn send(&self, _: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// What a command printed: stdout lines, stderr lines, and its exit status (None while
+    /// it is still running as a job).
+    pub struct Ran {
+        pub out: String,
+        pub err: String,
+        pub code: Option<i32>,
+    }
+
+    pub fn collect(rx: &crossbeam_channel::Receiver<Reply>) -> Ran {
+        let mut r = Ran {
+            out: String::new(),
+            err: String::new(),
+            code: None,
+        };
+        for reply in rx.try_iter() {
+            match reply {
+                Reply::Out(l) => {
+                    r.out += &l;
+                    r.out.push('\n');
+                }
+                Reply::Err(l) => {
+                    r.err += &l;
+                    r.err.push('\n');
+                }
+                Reply::Exit(c) => r.code = Some(c),
+            }
+        }
+        r
+    }
+
+    /// Starts `argv` (split on whitespace); the receiver gets what it prints later (jobs).
+    pub fn start(
+        stack: &mut Stack,
+        now: Instant,
+        argv: &str,
+    ) -> crossbeam_channel::Receiver<Reply> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let req = Request {
+            argv: argv.split_whitespace().map(str::to_string).collect(),
+            stdin: None,
+        };
+        super::run(
+            stack,
+            now,
+            &req,
+            super::Output::new(tx, Arc::new(AtomicBool::new(false))),
+        );
+        rx
+    }
+
+    pub fn run(stack: &mut Stack, argv: &str) -> Ran {
+        collect(&start(stack, Instant::now(), argv))
+    }
+
+    /// Runs `argv` and insists it succeeds; returns its standard output.
+    pub fn ok(stack: &mut Stack, argv: &str) -> String {
+        let r = run(stack, argv);
+        assert_eq!(r.code, Some(0), "{argv}: {}{}", r.out, r.err);
+        r.out
+    }
+
+    /// A stack with interfaces `shmif0`.. `shmif{n-1}` up on links that discard frames.
+    pub fn stack(n: u8) -> Stack {
+        let mut s = Stack::new(None);
+        for i in 0..n {
+            let name = format!("shmif{i}");
+            s.create_iface(&name).unwrap();
+            s.attach_custom(&name, Mac([0xb2, 0xa0, 0, 0, 0, i + 1]), Box::new(Discard))
+                .unwrap();
+            s.set_up(&name, true).unwrap();
+        }
+        s
     }
 }

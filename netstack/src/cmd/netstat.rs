@@ -3,7 +3,9 @@
 use clap::Parser;
 use serde::Serialize;
 
-use super::{parse, CmdError, Ctx, Done, Output};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{parse, scoped, CmdError, Ctx, Done, Output};
 use crate::stack::addr::{network, Family};
 use crate::stack::route::{Route, RouteTable};
 use crate::stack::Iface;
@@ -25,7 +27,7 @@ struct Args {
     /// Interfaces with packet counters.
     #[arg(short = 'i')]
     interfaces: bool,
-    /// Address family (only inet).
+    /// Address family: inet or inet6.
     #[arg(short = 'f')]
     family: Option<String>,
     #[arg(long)]
@@ -96,7 +98,7 @@ fn route_rows<A: Family>(table: &RouteTable<A>, ifaces: &[Iface]) -> Vec<RouteRo
 }
 
 /// "10.0.1/24" as netstat abbreviates networks; "default"; hosts in full.
-fn net_label(r: &RouteRow<std::net::Ipv4Addr>) -> String {
+fn net_label(r: &RouteRow<Ipv4Addr>) -> String {
     if r.prefix == 0 {
         return "default".into();
     }
@@ -109,31 +111,101 @@ fn net_label(r: &RouteRow<std::net::Ipv4Addr>) -> String {
     format!("{}/{}", parts.join("."), r.prefix)
 }
 
-pub(super) fn route_table(stack: &Stack, json: bool, out: &Output) {
-    let entries = route_rows(&stack.routes, &stack.ifaces);
-    if json {
-        return out.json(&entries);
+/// "fd00:1::/64", "fe80::%shmif0/64", "default"; hosts in full.
+fn net_label6(stack: &Stack, r: &RouteRow<Ipv6Addr>) -> String {
+    let ix = Some(r.ifindex).filter(|ix| *ix != 0);
+    match r.prefix {
+        0 => "default".into(),
+        128 => scoped(stack, r.dest, ix),
+        p => format!("{}/{p}", scoped(stack, r.dest, ix)),
     }
-    out.out("Routing tables\n\nInternet:");
+}
+
+/// Which families `netstat -rn` / `route show` list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Families {
+    Inet,
+    Inet6,
+    Both,
+}
+
+/// A `--json` route row: the family and the row.
+#[derive(Serialize)]
+struct FamRow<'a, A> {
+    family: &'static str,
+    #[serde(flatten)]
+    row: &'a RouteRow<A>,
+}
+
+/// One section of `netstat -rn`: NetBSD's columns, Destination and Gateway as wide as the
+/// family needs (18 for inet; 39 and 30 for inet6 with -n).
+fn section(out: &Output, title: &str, wd: usize, wg: usize, rows: &[(String, String, &str, &str)]) {
+    out.out(format!("\n{title}:"));
     out.out(format!(
-        "{:<18} {:<18} {:<8} {:>4} {:>8} {:>6}  {}",
+        "{:<wd$} {:<wg$} {:<6} {:>6} {:>8} {:>6}  {}",
         "Destination", "Gateway", "Flags", "Refs", "Use", "Mtu", "Interface"
     ));
-    for r in &entries {
-        let gw = match r.gateway {
-            Some(g) => g.to_string(),
-            None => format!("link#{}", r.ifindex),
-        };
+    for (dest, gw, flags, ifname) in rows {
         out.out(format!(
-            "{:<18} {:<18} {:<8} {:>4} {:>8} {:>6}  {}",
-            net_label(r),
-            gw,
-            r.flags,
-            "-",
-            "-",
-            "-",
-            r.ifname
+            "{dest:<wd$} {gw:<wg$} {flags:<6} {:>6} {:>8} {:>6}  {ifname}",
+            "-", "-", "-"
         ));
+    }
+}
+
+pub(super) fn route_table(stack: &Stack, fam: Families, json: bool, out: &Output) {
+    let v4 = route_rows(&stack.routes, &stack.ifaces);
+    let v6 = route_rows(&stack.routes6, &stack.ifaces);
+    let (show4, show6) = match fam {
+        Families::Inet => (true, false),
+        Families::Inet6 => (false, true),
+        // As NetBSD: a family with no routes has no section (inet is always shown).
+        Families::Both => (true, !v6.is_empty()),
+    };
+    if json {
+        let mut rows: Vec<serde_json::Value> = Vec::new();
+        if show4 {
+            rows.extend(v4.iter().map(|row| {
+                serde_json::json!(FamRow {
+                    family: "inet",
+                    row
+                })
+            }));
+        }
+        if show6 {
+            rows.extend(v6.iter().map(|row| {
+                serde_json::json!(FamRow {
+                    family: "inet6",
+                    row
+                })
+            }));
+        }
+        return out.json(&rows);
+    }
+    out.out("Routing tables");
+    let link = |r: u32| format!("link#{r}");
+    if show4 {
+        let rows: Vec<_> = v4
+            .iter()
+            .map(|r| {
+                let gw = r.gateway.map_or_else(|| link(r.ifindex), |g| g.to_string());
+                (net_label(r), gw, r.flags, r.ifname.as_str())
+            })
+            .collect();
+        section(out, "Internet", 18, 18, &rows);
+    }
+    if show6 {
+        let rows: Vec<_> = v6
+            .iter()
+            .map(|r| {
+                let ix = Some(r.ifindex).filter(|ix| *ix != 0);
+                let gw = r
+                    .gateway
+                    .map_or_else(|| link(r.ifindex), |g| scoped(stack, g, ix));
+                (net_label6(stack, r), gw, r.flags, r.ifname.as_str())
+            })
+            .collect();
+        section(out, "Internet6", 39, 30, &rows);
     }
 }
 
@@ -187,6 +259,70 @@ struct StatsJson<'a> {
     reassembly_in_progress: usize,
 }
 
+/// `netstat -s` text of the IPv6 counters the stack keeps as `ip6_*` fields of
+/// [`crate::stats::Counters`] (NetBSD's wording).
+const IP6_TEXT: &[(&str, &str)] = &[
+    ("ip6_in", "total packets received"),
+    ("ip6_fragments_in", "fragments received"),
+    ("ip6_reassembled", "packets reassembled ok"),
+    ("ip6_delivered", "packets for this host"),
+    ("ip6_forwarded", "packets forwarded"),
+    ("ip6_out", "packets sent from this host"),
+    ("ip6_fragmented", "output datagrams fragmented"),
+    ("ip6_fragments_out", "fragments created"),
+];
+
+/// The same for the `icmp6_*` counters.
+const ICMP6_TEXT: &[(&str, &str)] = &[
+    ("icmp6_in", "messages received"),
+    ("icmp6_echo_in", "echo requests received"),
+    ("icmp6_out", "messages sent"),
+    ("icmp6_echo_reply_out", "echo replies sent"),
+    ("icmp6_errors_out", "calls to icmp6_error"),
+    (
+        "icmp6_error_about_error",
+        "errors not generated because old message was icmp6 or so",
+    ),
+    (
+        "icmp6_rate_limited",
+        "errors not generated because of rate limitation",
+    ),
+    ("icmp6_ns_in", "neighbor solicitations received"),
+    ("icmp6_ns_out", "neighbor solicitations sent"),
+    ("icmp6_na_in", "neighbor advertisements received"),
+    ("icmp6_na_out", "neighbor advertisements sent"),
+    ("icmp6_dad_duplicate", "duplicate addresses detected"),
+];
+
+/// The counters whose field names start with `prefix`, found by name so that fields the stack
+/// adds show up without a change here: those in `text` first in its order and wording, then
+/// any others under their field name.
+fn counters_with_prefix(
+    c: &crate::stats::Counters,
+    prefix: &str,
+    text: &[(&str, &str)],
+) -> Vec<(u64, String)> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(c) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(&str, u64)> = fields
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_u64()?)))
+        .collect();
+    found.sort_by_key(|(k, _)| text.iter().position(|(t, _)| t == k).unwrap_or(usize::MAX));
+    found
+        .into_iter()
+        .map(|(k, n)| {
+            let t = text
+                .iter()
+                .find(|(t, _)| *t == k)
+                .map_or_else(|| k.to_string(), |(_, t)| t.to_string());
+            (n, t)
+        })
+        .collect()
+}
+
 fn protocol_stats(stack: &mut Stack, json: bool, out: &Output) {
     stack.collect_link_drops();
     let s = &stack.stats;
@@ -201,7 +337,7 @@ fn protocol_stats(stack: &mut Stack, json: bool, out: &Output) {
         });
     }
     let c = &s.counters;
-    let sections: [(&str, Vec<(u64, &str)>); 6] = [
+    let mut sections: Vec<(&str, Vec<(u64, String)>)> = [
         (
             "ether",
             vec![
@@ -256,8 +392,23 @@ fn protocol_stats(stack: &mut Stack, json: bool, out: &Output) {
             ],
         ),
         ("udp", vec![(c.udp_in, "datagrams received")]),
-        ("ip6", vec![]),
-    ];
+    ]
+    .into_iter()
+    .map(|(p, lines)| {
+        (
+            p,
+            lines.into_iter().map(|(n, t)| (n, t.to_string())).collect(),
+        )
+    })
+    .collect();
+    sections.push(("ip6", counters_with_prefix(c, "ip6_", IP6_TEXT)));
+    sections.push(("icmp6", counters_with_prefix(c, "icmp6_", ICMP6_TEXT)));
+    // A section for every protocol drop reasons name, even one not listed above.
+    for r in DropReason::ALL {
+        if !sections.iter().any(|(p, _)| *p == r.proto()) {
+            sections.push((r.proto(), Vec::new()));
+        }
+    }
     for (proto, lines) in sections {
         out.out(format!("{proto}:"));
         for (n, text) in lines {
@@ -274,15 +425,18 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         return Ok(Done::Exit(0));
     };
     let _ = args.numeric;
-    if let Some(f) = &args.family {
-        if f != "inet" {
+    let fam = match args.family.as_deref() {
+        None => Families::Both,
+        Some("inet") => Families::Inet,
+        Some("inet6") => Families::Inet6,
+        Some(f) => {
             return Err(CmdError::usage(format!(
-                "-f {f}: unsupported family (only inet)"
-            )));
+                "-f {f}: unsupported family (inet or inet6)"
+            )))
         }
-    }
+    };
     match (args.routes, args.stats, args.interfaces) {
-        (true, false, false) => route_table(stack, args.json, ctx.out),
+        (true, false, false) => route_table(stack, fam, args.json, ctx.out),
         (false, true, false) => protocol_stats(stack, args.json, ctx.out),
         (false, false, true) => interface_table(stack, args.json, ctx.out),
         (false, false, false) => {
@@ -291,4 +445,114 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         _ => return Err(CmdError::usage("-r, -s and -i are exclusive")),
     }
     Ok(Done::Exit(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{ok, run, stack};
+
+    fn lab() -> crate::stack::Stack {
+        let mut s = stack(1);
+        ok(&mut s, "ifconfig shmif0 inet 10.0.1.2/24");
+        ok(&mut s, "ifconfig shmif0 inet6 fd00:1::2/64");
+        ok(&mut s, "ifconfig shmif0 inet6 fe80::2%shmif0");
+        ok(&mut s, "route add default 10.0.1.1");
+        ok(&mut s, "route add -inet6 default fe80::1%shmif0");
+        ok(&mut s, "route add -inet6 fd00:2::/64 fd00:1::1");
+        s
+    }
+
+    #[test]
+    fn route_tables_list_internet_then_internet6_in_netbsd_columns() {
+        let mut s = lab();
+        let out = ok(&mut s, "netstat -rn");
+        let want = "\
+Routing tables
+
+Internet:
+Destination        Gateway            Flags    Refs      Use    Mtu  Interface
+default            10.0.1.1           UGS         -        -      -  shmif0
+10.0.1/24          link#1             UC          -        -      -  shmif0
+
+Internet6:
+Destination                             Gateway                        Flags    Refs      Use    Mtu  Interface
+default                                 fe80::1%shmif0                 UGS         -        -      -  shmif0
+fd00:1::/64                             link#1                         UC          -        -      -  shmif0
+fd00:2::/64                             fd00:1::1                      UGS         -        -      -  shmif0
+fe80::%shmif0/64                        link#1                         UC          -        -      -  shmif0
+";
+        assert_eq!(out, want);
+        let v6 = ok(&mut s, "netstat -rn -f inet6");
+        assert!(
+            !v6.contains("Internet:") && v6.contains("Internet6:"),
+            "{v6}"
+        );
+        let v4 = ok(&mut s, "netstat -rn -f inet");
+        assert!(
+            v4.contains("Internet:") && !v4.contains("Internet6:"),
+            "{v4}"
+        );
+        assert_eq!(ok(&mut s, "route show -inet6"), v6);
+        assert_eq!(ok(&mut s, "route show"), out);
+        let r = run(&mut s, "netstat -rn -f link");
+        assert_eq!(r.code, Some(crate::cmd::EX_USAGE));
+        let json: serde_json::Value =
+            serde_json::from_str(ok(&mut s, "netstat -rn --json").trim()).unwrap();
+        let rows = json.as_array().unwrap();
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[0]["family"], "inet");
+        assert_eq!(rows[2]["family"], "inet6");
+        assert_eq!(rows[2]["gateway"], "fe80::1");
+        assert_eq!(rows[2]["ifname"], "shmif0");
+    }
+
+    #[test]
+    fn protocol_statistics_have_ip6_and_icmp6_sections_with_their_drop_reasons() {
+        let mut s = stack(0);
+        s.stats.drop(crate::stats::DropReason::Ip6Unsupported);
+        let out = ok(&mut s, "netstat -s");
+        let sections: Vec<&str> = out.lines().filter(|l| !l.starts_with('\t')).collect();
+        assert_eq!(
+            sections[..7],
+            ["ether:", "arp:", "ip:", "icmp:", "udp:", "ip6:", "icmp6:"]
+        );
+        let ip6 = out.split("ip6:\n").nth(1).unwrap();
+        assert!(
+            ip6.contains("\t1 IPv6 packets (not implemented yet) (ip6_unsupported)"),
+            "{out}"
+        );
+        // Every drop reason is listed once, in its protocol's section.
+        for r in crate::stats::DropReason::ALL {
+            assert_eq!(
+                out.matches(&format!("({})", r.key())).count(),
+                1,
+                "{}",
+                r.key()
+            );
+        }
+    }
+
+    #[test]
+    fn counters_are_found_by_field_name() {
+        let c = crate::stats::Counters {
+            ip_in: 3,
+            ..Default::default()
+        };
+        let text = [("ip_out", "sent"), ("ip_in", "received")];
+        let got = super::counters_with_prefix(&c, "ip_", &text);
+        assert_eq!(got[0], (0, "sent".to_string()));
+        assert_eq!(got[1], (3, "received".to_string()));
+        // Fields without a text are listed under their name.
+        assert!(got.iter().any(|(_, t)| t == "ip_forwarded"));
+        assert!(super::counters_with_prefix(&c, "nosuch_", &text).is_empty());
+    }
+
+    #[test]
+    fn an_ipv4_only_node_shows_no_internet6_section() {
+        let mut s = stack(1);
+        ok(&mut s, "ifconfig shmif0 inet 10.0.1.2/24");
+        assert!(!ok(&mut s, "netstat -rn").contains("Internet6"));
+        // Asked for explicitly, the empty section is shown.
+        assert!(ok(&mut s, "netstat -rn -f inet6").contains("Internet6:"));
+    }
 }

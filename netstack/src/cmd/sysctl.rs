@@ -52,6 +52,31 @@ const VARS: &[Var] = &[
         set: |s, v| s.ttl = v as u8,
         range: (1, 255),
     },
+    Var {
+        name: "net.inet6.icmp6.errppslimit",
+        get: |s| s.icmp6_errppslimit as u64,
+        set: |s, v| s.icmp6_errppslimit = v as u32,
+        range: (0, 1_000_000),
+    },
+    Var {
+        name: "net.inet6.ip6.dad_count",
+        get: |s| s.dad_count as u64,
+        set: |s, v| s.dad_count = v as u8,
+        // One solicitation a second: more than 15 leaves addresses tentative for long.
+        range: (0, 15),
+    },
+    Var {
+        name: "net.inet6.ip6.forwarding",
+        get: |s| s.forwarding6 as u64,
+        set: |s, v| s.forwarding6 = v != 0,
+        range: (0, 1),
+    },
+    Var {
+        name: "net.inet6.ip6.hlim",
+        get: |s| s.hlim as u64,
+        set: |s, v| s.hlim = v as u8,
+        range: (1, 255),
+    },
 ];
 
 #[derive(Serialize)]
@@ -131,12 +156,57 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     } else {
         for r in &results {
             match (r.old, args.values_only) {
+                // NetBSD: -q prints nothing for writes, -n or not.
+                (Some(_), _) if args.quiet => {}
                 (_, true) => ctx.out.out(r.value.to_string()),
-                (Some(_), false) if args.quiet => {}
                 (Some(old), false) => ctx.out.out(format!("{}: {} -> {}", r.name, old, r.value)),
                 (None, false) => ctx.out.out(format!("{} = {}", r.name, r.value)),
             }
         }
     }
     Ok(Done::Exit(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{ok, run, stack};
+
+    #[test]
+    fn inet6_variables_read_write_and_quiet() {
+        let mut s = stack(0);
+        assert_eq!(
+            ok(&mut s, "sysctl net.inet6.ip6.forwarding"),
+            "net.inet6.ip6.forwarding = 0\n"
+        );
+        assert_eq!(
+            ok(&mut s, "sysctl -w net.inet6.ip6.forwarding=1"),
+            "net.inet6.ip6.forwarding: 0 -> 1\n"
+        );
+        assert!(s.sysctl.forwarding6);
+        assert_eq!(ok(&mut s, "sysctl -n -w net.inet6.ip6.hlim=32"), "32\n");
+        assert_eq!(s.sysctl.hlim, 32);
+        assert_eq!(ok(&mut s, "sysctl -q -w net.inet6.ip6.dad_count=0"), "");
+        assert_eq!(ok(&mut s, "sysctl -q -n -w net.inet6.ip6.dad_count=2"), "");
+        assert_eq!(s.sysctl.dad_count, 2);
+        assert_eq!(ok(&mut s, "sysctl -n net.inet6.icmp6.errppslimit"), "100\n");
+        ok(&mut s, "sysctl -w net.inet6.icmp6.errppslimit=0");
+        assert_eq!(s.sysctl.icmp6_errppslimit, 0);
+        let all = ok(&mut s, "sysctl net.inet6");
+        assert_eq!(
+            all,
+            "net.inet6.icmp6.errppslimit = 0\nnet.inet6.ip6.dad_count = 2\nnet.inet6.ip6.forwarding = 1\nnet.inet6.ip6.hlim = 32\n"
+        );
+        assert_eq!(ok(&mut s, "sysctl -a").lines().count(), 7);
+        for bad in [
+            "sysctl -w net.inet6.ip6.hlim=0",
+            "sysctl -w net.inet6.ip6.hlim=256",
+            "sysctl -w net.inet6.ip6.forwarding=2",
+            "sysctl -w net.inet6.ip6.dad_count=16",
+            "sysctl net.inet6.ip6.nosuch",
+        ] {
+            assert_eq!(run(&mut s, bad).code, Some(1), "{bad}");
+        }
+        // IPv4 is unchanged.
+        assert_eq!(ok(&mut s, "sysctl -n net.inet.ip.ttl"), "64\n");
+    }
 }
