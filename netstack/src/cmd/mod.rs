@@ -8,6 +8,7 @@ mod ifconfig;
 mod ndp;
 mod netstat;
 mod ping;
+mod ping6;
 mod route;
 mod sysctl;
 mod traceroute;
@@ -74,6 +75,7 @@ pub const COMMANDS: &[(&str, &str, Handler)] = &[
         netstat::run,
     ),
     ("ping", "send ICMP echo requests", ping::run),
+    ("ping6", "send ICMPv6 echo requests", ping6::run),
     ("route", "edit and show the routing table", route::run),
     ("sysctl", "read and set tunables", sysctl::run),
     (

@@ -101,7 +101,12 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
         return Err(CmdError::usage("-T 0: ttl must be 1..255"));
     }
     let cfg = Config {
-        dst,
+        dst: dst.into(),
+        scope: None,
+        scope_name: None,
+        src: None,
+        shown_src: None,
+        verbose: false,
         count: a.count,
         interval: secs(
             a.interval
@@ -121,7 +126,7 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
             .unwrap_or_default(),
         ttl: a.ttl,
         df: a.dont_fragment,
-        wait: secs(a.wait, "-W", 0.0)?,
+        wait: Some(secs(a.wait, "-W", 0.0)?),
         json: a.json,
     };
     let ident = stack.new_ident();
