@@ -6,7 +6,7 @@
 //! - [`graph`]: DOT and Mermaid pictures of a topology.
 //! - [`lab`]: where labs live (lab dirs, the `state.json` record of pids and sockets), finding
 //!   the `netstack` binary, and process control (start, signal, reap).
-//! - [`node`]: talking to a node's control socket (newline-delimited JSON, `netstack::control`).
+//! - [`node`]: talking to a node's control socket (newline-delimited JSON, the `shmlab-control` crate).
 //! - [`linux`]: Linux nodes: network namespaces (named, or a holder process when unprivileged),
 //!   `virtif-bridge` processes joining their taps to buses, and commands run inside them.
 //! - [`lifecycle`]: `up` (buses, nodes in parallel, configuration, summary) and `down`.

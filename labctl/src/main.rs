@@ -433,7 +433,7 @@ fn exec(target: &[String], with_stdin: bool, cmd: &[String]) -> Result<ExitCode>
         None
     };
     let status =
-        netstack::client::run(
+        shmlab_control::client::run(
             &ns.socket,
             cmd,
             input.as_deref(),
