@@ -514,12 +514,14 @@ pub fn teardown(state: &mut LabState, salvaged: Option<&Salvage>) -> Teardown {
     t.already_dead = recorded.iter().filter(|p| !p.alive()).count();
     let mut counted: Vec<Proc> = recorded.into_iter().filter(Proc::alive).collect();
 
-    // Each node stops its own way and names what it found inside itself.
+    // Each node stops its own way and names what it found inside itself; the lab stops the
+    // rest: captures, and what a state that did not load still names.
     let mut inside: Vec<Proc> = Vec::new();
     for n in &state.nodes {
         inside.extend(n.driver().stop());
     }
-    for p in &counted {
+    let captures = state.captures.iter().filter_map(|c| c.proc.proc.as_ref());
+    for p in captures.chain(salvaged.into_iter().flat_map(|s| &s.procs)) {
         p.signal(Signal::TERM);
     }
     let unlisted: Vec<Proc> = marked
@@ -624,8 +626,9 @@ pub fn down(name: &str, keep: bool) -> Result<DownReport> {
         Err(e) if link.join(lab::STATE_FILE).is_file() => {
             let s = journal::salvage(&link);
             eprintln!(
-                "labctl: {e:#}; stopping the {} processes it names, every process marked as this lab's, and {} namespaces",
+                "labctl: {e:#}; stopping the {} processes it names ({} more it has no pid for), every process marked as this lab's, and its namespaces ({} named)",
                 s.procs.len(),
+                s.intents.len(),
                 s.namespaces.len()
             );
             (LabState::empty(name, &dir), Some(s))
