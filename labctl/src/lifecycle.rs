@@ -24,7 +24,7 @@ use rustix::process::Signal;
 use crate::driver::{self, Binaries, ConfigCx, StartCx};
 use crate::journal::{self, Journal, ProcRecord, Salvage};
 use crate::lab::{self, BusState, CaptureState, LabState, NodeState, Proc};
-use crate::linux::{HostAccess, Netns};
+use crate::linux::HostAccess;
 use crate::topology::{Node, Source, Topology};
 
 /// How to bring a lab up.
@@ -573,15 +573,6 @@ pub fn teardown(state: &mut LabState, salvaged: Option<&Salvage>) -> Teardown {
             Err(e) => t.problems.push(format!("node {}: {e:#}", n.name())),
         }
     }
-    for name in salvaged.into_iter().flat_map(|s| &s.namespaces) {
-        let ns = Netns::Named(name.clone());
-        if ns.alive() {
-            match ns.remove() {
-                Ok(()) => t.namespaces += 1,
-                Err(e) => t.problems.push(format!("{e:#}")),
-            }
-        }
-    }
     t
 }
 
@@ -638,7 +629,8 @@ pub fn down(name: &str, keep: bool) -> Result<DownReport> {
     };
     let mut t = teardown(&mut state, salvaged.as_ref());
     if salvaged.is_some() {
-        // Whatever the unreadable state named on the host, found by name.
+        // What the unreadable state held on the host (a named namespace), found by name: no
+        // other lab records it.
         for k in driver::kinds() {
             match (k.sweep_host)(name) {
                 Ok(n) => t.namespaces += n,

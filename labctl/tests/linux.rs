@@ -345,6 +345,24 @@ fn down_cleans_up_after_labctl_was_killed_during_up() {
 }
 
 #[test]
+fn down_with_a_state_file_that_does_not_read_still_removes_namespaces_and_bridges() {
+    let Some((env, lab)) = linux_peer("garbled state", "garbled") else {
+        return;
+    };
+    let mut pids = bridge_pids(&env, &lab);
+    pids.extend(env.pids(&lab));
+    let state = env.lab_dir(&lab).join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, &text[..text.len() / 3]).unwrap();
+    let out = env.ok(&["down", &lab]);
+    assert!(out.contains("2 network namespaces deleted"), "{out}");
+    assert!(all_gone(&pids));
+    assert!(!netns_exists(&netns(&lab, "l1")) && !netns_exists(&netns(&lab, "l2")));
+    assert!(!env.lab_dir(&lab).exists());
+    assert!(no_process_mentions(env.base.path()));
+}
+
+#[test]
 fn up_removes_a_leftover_namespace_of_the_same_lab() {
     let Some(env) = Env::linux("leftover") else {
         return;
