@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::lab::LabState;
-use crate::node::{self, Connection, Stream};
+use crate::node::{self, Stream};
 use crate::topology::{BusExpect, Check, CheckAction, Proto, Topology};
 
 /// The outcome of one check.
@@ -87,47 +87,14 @@ fn describe_expect(e: &BusExpect) -> String {
     s
 }
 
-fn connect(state: &LabState, node: &str) -> Result<Connection> {
-    let ns = state.node(node)?;
-    if !ns.alive() {
-        bail!("{}", ns.not_running(&state.name));
-    }
-    Connection::open(&ns.socket).with_context(|| format!("node {node}"))
-}
-
-/// Runs `argv` on `node` (over its control socket, or inside a Linux node's namespace),
-/// appends `node$ argv` and its output to `output` (stderr lines marked `! `), returns the exit
-/// status.
+/// Runs `argv` on `node` through its driver, appends `node$ argv` and its output to
+/// `output` (stderr lines marked `! `), returns the exit status.
 fn run_cmd(state: &LabState, node: &str, argv: &[String], output: &mut String) -> Result<i32> {
     let ns = state.node(node)?;
-    let out = if let Some(netns) = &ns.netns {
-        if !ns.alive() {
-            bail!("{}", ns.not_running(&state.name));
-        }
-        let o = netns
-            .command(argv)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("node {node}: `{}`", node::show(argv)))?;
-        let mut lines = Vec::new();
-        for (stream, bytes) in [(Stream::Out, &o.stdout), (Stream::Err, &o.stderr)] {
-            for l in String::from_utf8_lossy(bytes).lines() {
-                lines.push((stream, l.to_string()));
-            }
-        }
-        use std::os::unix::process::ExitStatusExt;
-        node::Output {
-            status: o
-                .status
-                .code()
-                .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-            lines,
-        }
-    } else {
-        let mut conn = connect(state, node)?;
-        node::run_collect(&mut conn, argv)
-            .with_context(|| format!("node {node}: `{}`", node::show(argv)))?
-    };
+    if !ns.alive() {
+        bail!("{}", ns.driver().not_running(&state.name, &ns.info));
+    }
+    let out = ns.driver().exec_collect(&ns.info, argv)?;
     output.push_str(&format!("{node}$ {}\n", node::show(argv)));
     for (s, l) in &out.lines {
         if *s == Stream::Err {
@@ -140,7 +107,6 @@ fn run_cmd(state: &LabState, node: &str, argv: &[String], output: &mut String) -
 }
 
 fn run_action(action: &CheckAction, state: &LabState, output: &mut String) -> Result<String> {
-    let s = |v: &str| v.to_string();
     match action {
         CheckAction::Ping {
             from,
@@ -148,22 +114,7 @@ fn run_action(action: &CheckAction, state: &LabState, output: &mut String) -> Re
             count,
             expect_success,
         } => {
-            let linux = state.node(&from.value)?.is_linux();
-            let argv = if linux {
-                // iputils: -W 2 waits up to 2 s for each reply, -i 0.2 keeps counts quick.
-                vec![
-                    s("ping"),
-                    s("-c"),
-                    count.to_string(),
-                    s("-i"),
-                    s("0.2"),
-                    s("-W"),
-                    s("2"),
-                    to.to_string(),
-                ]
-            } else {
-                vec![s("ping"), s("-c"), count.to_string(), to.to_string()]
-            };
+            let argv = state.node(&from.value)?.driver().ping_argv(*to, *count);
             let status = run_cmd(state, &from.value, &argv, output)?;
             match (status == 0, *expect_success) {
                 (true, true) => Ok(format!("{} reaches {to}", from.value)),
@@ -176,21 +127,7 @@ fn run_action(action: &CheckAction, state: &LabState, output: &mut String) -> Re
             }
         }
         CheckAction::Traceroute { from, to, hops } => {
-            let argv = if state.node(&from.value)?.is_linux() {
-                // One probe per hop, so a hop is its one answer or `*` (Linux rate-limits ICMP
-                // errors; more probes only meet the limit sooner).
-                vec![
-                    s("traceroute"),
-                    s("-n"),
-                    s("-q"),
-                    s("1"),
-                    s("-w"),
-                    s("2"),
-                    to.to_string(),
-                ]
-            } else {
-                vec![s("traceroute"), s("-n"), to.to_string()]
-            };
+            let argv = state.node(&from.value)?.driver().traceroute_argv(*to);
             let before = output.len();
             let status = run_cmd(state, &from.value, &argv, output)?;
             let got = traceroute_hops(&output[before..]);

@@ -4,7 +4,7 @@
 //! Layout of a lab directory (mode 0700):
 //! ```text
 //! BASE/NAME/            BASE = $SHMLAB_DIR, else $XDG_RUNTIME_DIR/shmlab, else /dev/shm/shmlab-$UID
-//!   state.json          LabState: written once every process is started
+//!   state.json          LabState and the journal of its processes (see crate::journal)
 //!   BUS.bus             one file per bus (mode 0600)
 //!   BUS.pcap            lifetime capture of a bus with `capture = true`
 //!   NODE.sock           control socket of a node
@@ -16,13 +16,14 @@
 //! With `up --dir D`, `BASE/NAME` is a symlink to `D`, so every command finds labs the same way.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::linux::{BridgeState, Netns};
+use crate::driver::{LinuxNode, NetstackNode, NodeDriver};
+use crate::journal::ProcRecord;
 
 pub const STATE_FILE: &str = "state.json";
 
@@ -61,7 +62,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// A process labctl started, identified by pid and start time so a recycled pid is never
 /// mistaken for it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Proc {
     pub pid: u32,
     /// Field 22 of /proc/PID/stat (clock ticks since boot).
@@ -118,7 +119,7 @@ fn start_time(pid: u32) -> Option<u64> {
     proc_stat(pid).map(|(_, s)| s)
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IfState {
     pub name: String,
     /// The bus, or "" for an interface on a host tap.
@@ -128,9 +129,6 @@ pub struct IfState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap: Option<String>,
     pub addrs: Vec<String>,
-    /// The bridge joining a Linux node's tap to the bus.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bridge: Option<BridgeState>,
 }
 
 impl IfState {
@@ -143,69 +141,66 @@ impl IfState {
     }
 }
 
-fn netstack_kind() -> String {
-    "netstack".into()
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NodeState {
+/// What every node has, whatever its kind.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeInfo {
     pub name: String,
-    /// `netstack` or `linux`.
-    #[serde(default = "netstack_kind")]
-    pub kind: String,
-    /// The netstack daemon, or a Linux node's namespace holder; none for a Linux node in a
-    /// named namespace.
-    #[serde(flatten)]
-    pub proc: Option<Proc>,
-    /// The control socket (netstack nodes).
-    #[serde(default)]
-    pub socket: PathBuf,
+    /// `NODE.log`: the node's own log, or (Linux) its configuration commands and their output.
     pub log: PathBuf,
     pub interfaces: Vec<IfState>,
-    /// A Linux node's network namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<Netns>,
+}
+
+/// The part of a node's state only its kind understands, tagged by `kind` in `state.json`.
+/// Its behaviour is the kind's [`NodeDriver`]; this enum is the one place that lists kinds
+/// for reading and writing state.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KindState {
+    Netstack(NetstackNode),
+    Linux(LinuxNode),
+}
+
+impl KindState {
+    pub fn driver(&self) -> &dyn NodeDriver {
+        match self {
+            KindState::Netstack(n) => n,
+            KindState::Linux(n) => n,
+        }
+    }
+
+    pub fn driver_mut(&mut self) -> &mut dyn NodeDriver {
+        match self {
+            KindState::Netstack(n) => n,
+            KindState::Linux(n) => n,
+        }
+    }
+}
+
+/// One node in `state.json`: `{"name", "log", "interfaces", "kind": "netstack", ...}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeState {
+    #[serde(flatten)]
+    pub info: NodeInfo,
+    #[serde(flatten)]
+    pub kind: KindState,
 }
 
 impl NodeState {
-    pub fn is_linux(&self) -> bool {
-        self.netns.is_some()
+    pub fn name(&self) -> &str {
+        &self.info.name
     }
 
-    /// The netstack process runs, or the Linux node's namespace exists.
+    pub fn driver(&self) -> &dyn NodeDriver {
+        self.kind.driver()
+    }
+
+    /// The node can take commands (see [`NodeDriver::alive`]).
     pub fn alive(&self) -> bool {
-        match (&self.netns, &self.proc) {
-            (Some(ns), _) => ns.alive(),
-            (None, Some(p)) => p.alive(),
-            (None, None) => false,
-        }
-    }
-
-    /// Its pid (netstack daemon or namespace holder), if it has one.
-    pub fn pid(&self) -> Option<u32> {
-        self.proc.as_ref().map(|p| p.pid)
-    }
-
-    /// Why the node cannot take a command, naming its pid or namespace and its log.
-    pub fn not_running(&self, lab: &str) -> String {
-        match (&self.netns, &self.proc) {
-            (Some(Netns::Named(n)), _) => format!(
-                "lab {lab}: node {} is not running (its namespace {n} is gone); its log is {}",
-                self.name,
-                self.log.display()
-            ),
-            (_, Some(p)) => format!(
-                "lab {lab}: node {} is not running (pid {} is gone); its log is {}",
-                self.name,
-                p.pid,
-                self.log.display()
-            ),
-            _ => format!("lab {lab}: node {} is not running", self.name),
-        }
+        self.driver().alive()
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BusState {
     pub name: String,
     pub path: PathBuf,
@@ -214,18 +209,21 @@ pub struct BusState {
     pub pcap: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A lifetime capture of a bus: a `labctl capture` process of its own.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CaptureState {
     pub bus: String,
     #[serde(flatten)]
-    pub proc: Proc,
+    pub proc: ProcRecord,
 }
 
-/// Everything `down`, `status` and `exec` need to know about a running lab.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Everything `down`, `status` and `exec` need to know about a running lab; also the
+/// [journal](crate::journal) of its processes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LabState {
     pub name: String,
     pub topology: PathBuf,
+    /// The lab dir, canonical (the prefix of every marker of the lab).
     pub dir: PathBuf,
     pub started_unix: u64,
     pub nodes: Vec<NodeState>,
@@ -235,33 +233,73 @@ pub struct LabState {
 }
 
 impl LabState {
+    /// Reads `dir/state.json`. A file that is not a lab state is an error naming the file, the
+    /// line and column and what was wrong there.
     pub fn load(dir: &Path) -> Result<LabState> {
-        let path = dir.join(STATE_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: malformed lab state", path.display()))
+        LabState::load_file(&dir.join(STATE_FILE))
     }
 
-    /// Writes atomically (temp file and rename), so a reader never sees half a file.
+    /// [`LabState::load`] from a file of any name.
+    pub fn load_file(path: &Path) -> Result<LabState> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}:{}:{}: malformed lab state: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })
+    }
+
+    /// Writes durably and atomically: a temp file, fsync'd, renamed over the old state, and
+    /// the directory fsync'd, so after a crash the file is the old state or the new one.
     pub fn save(&self) -> Result<()> {
+        use std::io::Write;
         let path = self.dir.join(STATE_FILE);
         let tmp = self.dir.join(".state.json.tmp");
-        let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        // Compact: `up` rewrites it as it starts processes (`jq . state.json` to read it).
+        let text = serde_json::to_string(self)?;
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        };
+        write().with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", self.dir.display()))?;
         Ok(())
     }
 
+    /// A lab with nothing recorded: what `down` works from when `up` died before its first
+    /// save, or the state file does not load.
+    pub fn empty(name: &str, dir: &Path) -> LabState {
+        LabState {
+            name: name.to_string(),
+            topology: PathBuf::new(),
+            dir: dir.to_path_buf(),
+            started_unix: 0,
+            nodes: Vec::new(),
+            buses: Vec::new(),
+            captures: Vec::new(),
+        }
+    }
+
     pub fn node(&self, name: &str) -> Result<&NodeState> {
-        self.nodes.iter().find(|n| n.name == name).with_context(|| {
-            let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
-            format!(
-                "lab {}: no node \"{name}\" (nodes: {})",
-                self.name,
-                names.join(", ")
-            )
-        })
+        self.nodes
+            .iter()
+            .find(|n| n.name() == name)
+            .with_context(|| {
+                let names: Vec<&str> = self.nodes.iter().map(|n| n.name()).collect();
+                format!(
+                    "lab {}: no node \"{name}\" (nodes: {})",
+                    self.name,
+                    names.join(", ")
+                )
+            })
     }
 
     pub fn bus_path(&self, bus: &str) -> Result<PathBuf> {
@@ -279,65 +317,30 @@ impl LabState {
             })
     }
 
-    /// Every process of the lab: nodes (and namespace holders), bridges, then captures.
-    pub fn procs(&self) -> Vec<Proc> {
+    /// Every process record of the lab: each node's (daemon, holder, bridges), then captures.
+    pub fn procs(&self) -> Vec<&ProcRecord> {
         self.nodes
             .iter()
-            .filter_map(|n| n.proc.clone())
-            .chain(
-                self.nodes
-                    .iter()
-                    .flat_map(|n| n.interfaces.iter())
-                    .filter_map(|i| i.bridge.as_ref().map(|b| b.proc.clone())),
-            )
-            .chain(self.captures.iter().map(|c| c.proc.clone()))
+            .flat_map(|n| n.driver().procs())
+            .chain(self.captures.iter().map(|c| &c.proc))
             .collect()
     }
 
-    /// The named namespaces of the lab's Linux nodes.
-    pub fn named_netns(&self) -> Vec<String> {
+    pub fn procs_mut(&mut self) -> Vec<&mut ProcRecord> {
         self.nodes
-            .iter()
-            .filter_map(|n| match &n.netns {
-                Some(Netns::Named(name)) => Some(name.clone()),
-                _ => None,
-            })
+            .iter_mut()
+            .flat_map(|n| n.kind.driver_mut().procs_mut())
+            .chain(self.captures.iter_mut().map(|c| &mut c.proc))
             .collect()
     }
-}
 
-/// What a state file that does not load as [`LabState`] still says: every object with `pid`
-/// and `start_time` is a process, every `"named": NAME` a namespace.
-pub fn salvage_state(dir: &Path) -> (Vec<Proc>, Vec<String>) {
-    fn walk(v: &serde_json::Value, procs: &mut Vec<Proc>, names: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                if let (Some(pid), Some(start)) = (
-                    m.get("pid").and_then(|p| p.as_u64()),
-                    m.get("start_time").and_then(|s| s.as_u64()),
-                ) {
-                    procs.push(Proc {
-                        pid: pid as u32,
-                        start_time: start,
-                    });
-                }
-                if let Some(n) = m.get("named").and_then(|n| n.as_str()) {
-                    names.push(n.to_string());
-                }
-                m.values().for_each(|v| walk(v, procs, names));
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, procs, names)),
-            _ => {}
-        }
+    /// Names the lab's nodes take in host-wide namespaces (see [`NodeDriver::host_names`]).
+    pub fn host_names(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.driver().host_names())
+            .collect()
     }
-    let (mut procs, mut names) = (Vec::new(), Vec::new());
-    if let Some(v) = std::fs::read_to_string(dir.join(STATE_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    {
-        walk(&v, &mut procs, &mut names);
-    }
-    (procs, names)
 }
 
 /// Names of the labs that have a directory under the base dir, sorted.
@@ -381,20 +384,25 @@ pub fn only_lab() -> Result<LabState> {
     }
 }
 
-/// Sends SIGTERM to every live process, waits up to `grace`, then SIGKILLs the stragglers and
-/// waits for them too. Returns the processes that needed SIGKILL and any that survived it.
+/// Sends SIGTERM to every live process, then [`wait_then_kill`].
 pub fn stop_all(procs: &[Proc], grace: Duration) -> (Vec<Proc>, Vec<Proc>) {
-    use rustix::process::Signal;
     for p in procs {
-        p.signal(Signal::TERM);
+        p.signal(rustix::process::Signal::TERM);
     }
+    wait_then_kill(procs, grace)
+}
+
+/// Waits up to `grace` for every process to end (zombies count as ended), then SIGKILLs the
+/// stragglers and waits for them too. Returns the processes that needed SIGKILL and any that
+/// survived it.
+pub fn wait_then_kill(procs: &[Proc], grace: Duration) -> (Vec<Proc>, Vec<Proc>) {
     let deadline = Instant::now() + grace;
     while procs.iter().any(Proc::alive) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let killed: Vec<Proc> = procs.iter().filter(|p| p.alive()).cloned().collect();
     for p in &killed {
-        p.signal(Signal::KILL);
+        p.signal(rustix::process::Signal::KILL);
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     while killed.iter().any(Proc::alive) && Instant::now() < deadline {
@@ -464,27 +472,6 @@ pub fn find_binary(
         "{name} binary not found (looked at {}); build it with `{build}`, or point {flag} or ${env} at it",
         looked.join(", ")
     )
-}
-
-/// Starts a node in the foreground of its own process group (so a Ctrl-C aimed at labctl does
-/// not reach it), output to `NODE.stderr`.
-pub fn spawn_node(bin: &Path, socket: &Path, log: &Path, stderr: &Path) -> Result<Child> {
-    use std::os::unix::process::CommandExt;
-    let out =
-        std::fs::File::create(stderr).with_context(|| format!("creating {}", stderr.display()))?;
-    let err = out.try_clone()?;
-    Command::new(bin)
-        .arg("--socket")
-        .arg(socket)
-        .arg("--log")
-        .arg(log)
-        .arg("--foreground")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))
 }
 
 /// The last `n` lines of a file, for error messages about a node that died.

@@ -4,12 +4,20 @@
 //! - [`topology`]: the lab file model. Parses TOML by hand from the spanned tree, validates the
 //!   whole lab and reports every problem as `file:line:column: field.path: message`.
 //! - [`graph`]: DOT and Mermaid pictures of a topology.
-//! - [`lab`]: where labs live (lab dirs, the `state.json` record of pids and sockets), finding
-//!   the `netstack` binary, and process control (start, signal, reap).
-//! - [`node`]: talking to a node's control socket (newline-delimited JSON, `netstack::control`).
-//! - [`linux`]: Linux nodes: network namespaces (named, or a holder process when unprivileged),
-//!   `virtif-bridge` processes joining their taps to buses, and commands run inside them.
-//! - [`lifecycle`]: `up` (buses, nodes in parallel, configuration, summary) and `down`.
+//! - [`lab`]: where labs live (lab dirs, `state.json`: [`lab::LabState`], each node's common
+//!   part and its kind's tagged part), finding binaries, and process identity and signals.
+//! - [`journal`]: every process is recorded in `state.json` before it is spawned and marked
+//!   in its environment, so `down` finds it whenever labctl died.
+//! - [`driver`]: [`driver::NodeDriver`], the one interface every node kind implements (start,
+//!   configure, exec, status, capture point, stop, clean up after a crash); the `netstack`
+//!   and `linux` kinds live under it. Nothing else branches on kind.
+//! - [`node`]: talking to a node's control socket (newline-delimited JSON, the `shmlab-control`
+//!   crate).
+//! - [`linux`]: the mechanics Linux nodes are built from: network namespaces (named, or a
+//!   holder process when unprivileged), `virtif-bridge` processes joining their taps to buses,
+//!   and commands run inside them.
+//! - [`lifecycle`]: `up` (preflight, buses, nodes through their drivers, configuration in
+//!   parallel, a drop guard that tears down on failure) and `down` (one teardown for both).
 //! - [`checks`]: `labctl test`: runs `[[checks]]`, watches buses, writes JUnit XML.
 //! - [`capture`]: live pcap captures and ring dumps of a bus (passive `shmif::Reader`).
 //!
@@ -19,7 +27,9 @@
 
 pub mod capture;
 pub mod checks;
+pub mod driver;
 pub mod graph;
+pub mod journal;
 pub mod lab;
 pub mod lifecycle;
 pub mod linux;

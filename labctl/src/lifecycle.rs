@@ -1,25 +1,31 @@
 //! `up` and `down`: from a validated topology to running, configured nodes and back to nothing.
 //!
-//! `up` checks the privileges Linux nodes and host taps need, claims the lab directory
-//! (refusing a lab that is up), creates the buses, starts every node (a netstack process, or a
-//! Linux node's namespace and its bridges), recording each in `state.json` as it goes (so `down`
-//! works even if labctl dies), then waits for each control socket and configures the nodes in
-//! parallel. Any failure stops every process it started, deletes the namespaces it made and
-//! removes the directory before the error is returned.
+//! `up` checks the privileges Linux nodes and host taps need and each kind's binaries
+//! ([`driver`] preflight), claims the lab directory (refusing a lab that is up), creates the
+//! buses, then starts every node through its kind's driver. Every process goes into the
+//! [journal](crate::journal) before it is spawned, so `down` finds it whenever labctl dies.
+//! Nodes are then configured in parallel. Until `up` returns the lab, an [`UpGuard`] owns it:
+//! on any error, early return, Ctrl-C or panic it tears down what was started and removes the
+//! directory.
+//!
+//! `down` and the guard share [`teardown`]: resolve intents to processes by their marker,
+//! ask each node's driver to stop, stop every process marked as the lab's, SIGKILL what is
+//! left after a grace period, sweep again for stragglers, then let each driver clean up
+//! (namespaces). The directory goes only once nothing of the lab runs.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use rustix::process::Signal;
 
-use crate::lab::{self, BusState, CaptureState, IfState, LabState, NodeState, Proc};
-use crate::linux::{self, HostAccess, Netns};
-use crate::node;
-use crate::topology::{Link, Node, NodeKind, RouteDest, Source, Topology};
+use crate::driver::{self, Binaries, ConfigCx, StartCx};
+use crate::journal::{self, Journal, ProcRecord, Salvage};
+use crate::lab::{self, BusState, CaptureState, LabState, NodeState, Proc};
+use crate::linux::HostAccess;
+use crate::topology::{Node, Source, Topology};
 
 /// How to bring a lab up.
 #[derive(Clone, Debug)]
@@ -51,78 +57,16 @@ impl Default for UpOptions {
     }
 }
 
-/// Things `up` did not apply, to print as warnings (IPv6 addresses and routes of netstack
-/// nodes for now; Linux nodes apply them).
+/// Things `up` will not apply, from each kind's driver (IPv6 on netstack nodes, for now).
 pub fn warnings(topo: &Topology) -> Vec<String> {
-    let mut out = Vec::new();
-    for n in topo
-        .nodes
+    topo.nodes
         .iter()
-        .filter(|n| n.kind.value != NodeKind::Linux)
-    {
-        for ifc in &n.interfaces {
-            for a in ifc.addrs.iter().filter(|a| !a.value.is_v4()) {
-                out.push(format!(
-                    "{}: {}: {} not applied: nodes do not do IPv6 yet",
-                    n.name.value, ifc.name.value, a.value
-                ));
-            }
-        }
-        for r in n.routes.iter().filter(|r| !r.via.value.is_ipv4()) {
-            out.push(format!(
-                "{}: route to {} via {} not applied: nodes do not do IPv6 yet",
-                n.name.value, r.to.value, r.via.value
-            ));
-        }
-    }
-    out
-}
-
-/// The node commands that configure `node` once it answers, in order.
-pub fn config_commands(node: &Node, bus_path: impl Fn(&str) -> PathBuf) -> Vec<Vec<String>> {
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
-    let mut cmds = Vec::new();
-    for ifc in &node.interfaces {
-        let name = ifc.name.value.as_str();
-        match &ifc.link {
-            Link::Bus(b) => {
-                cmds.push(s(&["ifconfig", name, "create"]));
-                let bus = bus_path(&b.value).display().to_string();
-                cmds.push(s(&["ifconfig", name, "linkstr", &bus]));
-            }
-            // One command: `create` alone would attach host tap tapN first.
-            Link::Tap(t) => cmds.push(s(&["ifconfig", name, "create", "linkstr", &t.value])),
-        }
-        if let Some(mtu) = ifc.mtu {
-            cmds.push(s(&["ifconfig", name, "mtu", &mtu.to_string()]));
-        }
-        for (i, a) in ifc.addrs.iter().filter(|a| a.value.is_v4()).enumerate() {
-            let mut c = s(&["ifconfig", name, "inet", &a.value.to_string()]);
-            if i > 0 {
-                c.push("alias".into());
-            }
-            cmds.push(c);
-        }
-        cmds.push(s(&["ifconfig", name, "up"]));
-    }
-    if node.forwarding {
-        cmds.push(s(&["sysctl", "-w", "net.inet.ip.forwarding=1"]));
-    }
-    for (k, v) in &node.sysctl {
-        cmds.push(s(&["sysctl", "-w", &format!("{k}={v}")]));
-    }
-    for r in node.routes.iter().filter(|r| r.via.value.is_ipv4()) {
-        if let RouteDest::Net(p) = r.to.value {
-            if !matches!(p.addr, IpAddr::V4(_)) {
-                continue;
-            }
-        }
-        cmds.push(r.argv());
-    }
-    for e in &node.exec {
-        cmds.push(e.value.clone());
-    }
-    cmds
+        .flat_map(|n| {
+            driver::ops(n.kind.value)
+                .map(|ops| (ops.warnings)(n))
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Runs `f` on every item with up to `workers` threads; results in item order.
@@ -158,19 +102,42 @@ fn claim_dir(name: &str, dir: Option<&Path>) -> Result<PathBuf> {
         .with_context(|| format!("creating the lab base dir {}", base.display()))?;
     let link = base.join(name);
     if link.symlink_metadata().is_ok() {
-        if let Ok(state) = LabState::load(&link) {
-            let alive = state.procs().iter().filter(|p| p.alive()).count();
-            let namespaces = state
-                .named_netns()
+        // Its processes by record and by marker (a state file that does not load, or an `up`
+        // killed before it recorded a pid, still leaves them marked).
+        let marked = std::fs::canonicalize(&link)
+            .map(|d| journal::marked_processes(&journal::lab_prefix(&d)))
+            .unwrap_or_default();
+        let (recorded, lingering) = match LabState::load(&link) {
+            Ok(state) => (
+                state
+                    .procs()
+                    .into_iter()
+                    .filter_map(|r| r.proc.clone().filter(Proc::alive))
+                    .collect(),
+                state
+                    .nodes
+                    .iter()
+                    .flat_map(|n| n.driver().lingering())
+                    .collect(),
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        let alive = journal::dedup(
+            recorded
                 .into_iter()
-                .filter(|n| Netns::Named(n.clone()).alive())
-                .count();
-            if alive + namespaces > 0 {
-                bail!(
-                    "lab \"{name}\" is already up ({alive} processes running, {namespaces} network namespaces, dir {}); run `labctl down {name}` first",
-                    link.display()
-                );
-            }
+                .chain(marked.into_iter().map(|m| m.proc)),
+        )
+        .len();
+        if alive + lingering.len() > 0 {
+            let also = if lingering.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", lingering.join(", "))
+            };
+            bail!(
+                "lab \"{name}\" is already up ({alive} processes running{also}, dir {}); run `labctl down {name}` first",
+                link.display()
+            );
         }
         eprintln!(
             "labctl: removing stale lab dir {} (no process of it is running)",
@@ -231,142 +198,129 @@ pub fn remove_lab_dir(link: &Path, keep: bool) -> Result<()> {
     Ok(())
 }
 
-/// What was started so far, for cleaning up after a failure.
-struct Started {
+/// Owns a lab while `up` builds it: dropped armed (an error, an early return, a panic), it
+/// tears down everything the journal holds and removes the lab dir.
+pub struct UpGuard {
     link: PathBuf,
-    procs: Vec<Proc>,
-    children: Vec<Child>,
-    /// Named namespaces made so far.
-    netns: Vec<Netns>,
+    journal: Journal,
+    armed: bool,
 }
 
-impl Started {
-    fn abort(mut self) {
-        lab::stop_all(&self.procs, Duration::from_secs(2));
-        for c in &mut self.children {
-            let _ = c.try_wait();
+impl UpGuard {
+    fn new(link: PathBuf, state: LabState) -> UpGuard {
+        UpGuard {
+            link,
+            journal: Journal::new(state),
+            armed: true,
         }
-        for ns in &self.netns {
-            if let Err(e) = ns.remove() {
+    }
+
+    /// The lab is up: it stays.
+    fn disarm(mut self) -> LabState {
+        self.armed = false;
+        self.journal.state.clone()
+    }
+
+    /// Tears down now and says how it went.
+    fn abort(mut self) -> Teardown {
+        self.armed = false;
+        self.tear_down()
+    }
+
+    fn tear_down(&mut self) -> Teardown {
+        let t = teardown(&mut self.journal.state, None);
+        self.journal.reap();
+        if t.survivors.is_empty() && t.problems.is_empty() {
+            if let Err(e) = remove_lab_dir(&self.link, false) {
                 eprintln!("labctl: {e:#}");
             }
         }
-        let _ = remove_lab_dir(&self.link, false);
+        t
     }
 }
 
-/// Named namespaces `shmlab-LAB-*` that no lab under the base dir records: leftovers of a lab
-/// whose directory is gone.
-pub fn orphan_netns(lab_name: &str) -> Vec<String> {
-    let prefix = linux::netns_name(lab_name, "");
-    let owned: Vec<String> = lab::lab_names()
-        .iter()
-        .filter_map(|n| LabState::load(&lab::lab_path(n)).ok())
-        .flat_map(|s| s.named_netns())
-        .collect();
-    linux::named_netns()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix) && !owned.contains(n))
-        .collect()
-}
-
-/// Deletes namespace `name` left over from an earlier run of this lab, or fails when another
-/// lab owns it (`shmlab-a-b-c` is lab `a` node `b-c` and lab `a-b` node `c`).
-fn clear_leftover_netns(lab_name: &str, name: &str) -> Result<()> {
-    if !Netns::Named(name.to_string()).alive() {
-        return Ok(());
-    }
-    for other in lab::lab_names().iter().filter(|n| *n != lab_name) {
-        if let Ok(s) = LabState::load(&lab::lab_path(other)) {
-            if s.named_netns().iter().any(|n| n == name) {
-                bail!(
-                    "network namespace {name} belongs to lab \"{other}\"; run `labctl down {other}` first, or rename a lab or node"
-                );
+impl Drop for UpGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let t = self.tear_down();
+            if let Some(left) = t.left() {
+                eprintln!("labctl: {left}");
             }
         }
     }
-    eprintln!("labctl: removing network namespace {name}, left over from an earlier run of lab {lab_name}");
-    Netns::Named(name.to_string()).remove().with_context(|| {
-        format!("removing the leftover namespace {name}; run `labctl down {lab_name}` or `ip netns del {name}`")
-    })
 }
 
-/// Brings the lab up. On error nothing of it is left running and its directory is gone.
+/// Brings the lab up. On error nothing of it is left running and its directory is gone (or
+/// the error says what was left).
 pub fn up(topo: &Topology, src: &Source, opts: &UpOptions) -> Result<LabState> {
     let unsupported = topo.unsupported(src);
     if !unsupported.is_empty() {
         let lines: Vec<String> = unsupported.iter().map(|d| d.to_string()).collect();
         bail!("cannot start this lab:\n{}", lines.join("\n"));
     }
-    // Privileges first: nothing may be started for a lab that cannot come up.
-    let access = if topo.needs_host_network() {
-        Some(HostAccess::check(topo, &topo.file)?)
-    } else {
-        None
-    };
-    let bins = Binaries {
-        netstack: if topo
-            .nodes
-            .iter()
-            .any(|n| n.kind.value == NodeKind::Netstack)
-        {
-            Some(lab::find_netstack(opts.netstack_bin.as_deref())?)
+    // Privileges and binaries first: nothing may be started for a lab that cannot come up.
+    let mut bins = Binaries {
+        netstack_flag: opts.netstack_bin.clone(),
+        bridge_flag: opts.bridge_bin.clone(),
+        access: if topo.needs_host_network() {
+            Some(HostAccess::check(topo, &topo.file)?)
         } else {
             None
         },
-        bridge: if topo
-            .nodes
-            .iter()
-            .any(|n| n.kind.value == NodeKind::Linux && !n.interfaces.is_empty())
-        {
-            Some(linux::find_bridge(opts.bridge_bin.as_deref())?)
-        } else {
-            None
-        },
-        access,
+        ..Default::default()
     };
+    for n in &topo.nodes {
+        (driver::ops(n.kind.value)?.preflight)(n, &mut bins)
+            .with_context(|| format!("node {}", n.name.value))?;
+    }
     let name = topo.name.value.as_str();
     let link = claim_dir(name, opts.dir.as_deref())?;
-    let mut started = Started {
-        link: link.clone(),
-        procs: Vec::new(),
-        children: Vec::new(),
-        netns: Vec::new(),
-    };
-    match start(topo, opts, &bins, &link, &mut started) {
-        Ok(state) => {
-            // The children keep running after labctl exits; `down` stops them by pid.
-            Ok(state)
-        }
+    let dir = match std::fs::canonicalize(&link) {
+        Ok(d) => d,
         Err(e) => {
-            started.abort();
-            Err(e.context(format!(
-                "bringing up lab \"{name}\" failed; nothing was left running"
-            )))
+            let _ = remove_lab_dir(&link, false);
+            bail!("lab dir {}: {e}", link.display());
+        }
+    };
+    let state = LabState {
+        name: name.to_string(),
+        topology: std::path::absolute(&topo.file).unwrap_or(topo.file.clone()),
+        dir: dir.clone(),
+        started_unix: lab::now_unix(),
+        nodes: Vec::new(),
+        buses: topo
+            .buses
+            .iter()
+            .map(|b| BusState {
+                name: b.name.clone(),
+                path: dir.join(format!("{}.bus", b.name)),
+                pcap: b.capture.then(|| dir.join(format!("{}.pcap", b.name))),
+            })
+            .collect(),
+        captures: Vec::new(),
+    };
+    let mut guard = UpGuard::new(link, state);
+    match start(topo, opts, &bins, &mut guard.journal) {
+        Ok(()) => Ok(guard.disarm()),
+        Err(e) => {
+            let t = guard.abort();
+            let what = t
+                .left()
+                .unwrap_or_else(|| "nothing was left running".to_string());
+            Err(e.context(format!("bringing up lab \"{name}\" failed; {what}")))
         }
     }
 }
 
-/// What `up` found before it started anything.
-struct Binaries {
-    netstack: Option<PathBuf>,
-    bridge: Option<PathBuf>,
-    access: Option<HostAccess>,
-}
-
-fn start(
-    topo: &Topology,
-    opts: &UpOptions,
-    bins: &Binaries,
-    link: &Path,
-    started: &mut Started,
-) -> Result<LabState> {
-    let dir = std::fs::canonicalize(link)?;
-    let name = &topo.name.value;
-
-    let mut buses = Vec::new();
-    for b in &topo.buses {
-        let path = dir.join(format!("{}.bus", b.name));
+fn start(topo: &Topology, opts: &UpOptions, bins: &Binaries, journal: &mut Journal) -> Result<()> {
+    let dir = journal.state.dir.clone();
+    let cancelled = || -> Result<()> {
+        if opts.cancel.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        Ok(())
+    };
+    for (b, state) in topo.buses.iter().zip(&journal.state.buses) {
         // Nodes attach with their default config and follow the mode the bus is in.
         let config = if b.netbsd {
             shmif::BusConfig::netbsd()
@@ -376,131 +330,80 @@ fn start(
                 ..Default::default()
             }
         };
-        shmif::Bus::attach(&path, &config)
-            .with_context(|| format!("creating bus {} at {}", b.name, path.display()))?;
-        buses.push(BusState {
-            name: b.name.clone(),
-            path,
-            pcap: b.capture.then(|| dir.join(format!("{}.pcap", b.name))),
-        });
+        shmif::Bus::attach(&state.path, &config)
+            .with_context(|| format!("creating bus {} at {}", b.name, state.path.display()))?;
     }
-    let bus_path = |bus: &str| {
-        buses
-            .iter()
-            .find(|b| b.name == bus)
-            .map(|b| b.path.clone())
-            .unwrap_or_default()
-    };
-
-    let mut state = LabState {
-        name: name.clone(),
-        topology: std::path::absolute(&topo.file).unwrap_or(topo.file.clone()),
-        dir: dir.clone(),
-        started_unix: lab::now_unix(),
-        nodes: Vec::new(),
-        buses: buses.clone(),
-        captures: Vec::new(),
-    };
-
-    let cancelled = || -> Result<()> {
-        if opts.cancel.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
-        Ok(())
-    };
-    if bins.access == Some(HostAccess::Root) {
-        for n in topo
-            .nodes
-            .iter()
-            .filter(|n| n.kind.value == NodeKind::Linux)
-        {
-            clear_leftover_netns(name, &linux::netns_name(name, &n.name.value))?;
-        }
-    }
-    // From here on `down` finds whatever exists, even if labctl dies.
-    state.save()?;
-
+    // Every process the lab will run, as an intent, on disk in one save before any starts:
+    // from here on `down` finds whatever exists, whenever labctl dies.
     for n in &topo.nodes {
-        cancelled()?;
-        let nname = &n.name.value;
-        let log = dir.join(format!("{nname}.log"));
-        let interfaces: Vec<IfState> = n
-            .interfaces
-            .iter()
-            .map(|i| IfState {
-                name: i.name.value.clone(),
-                bus: i.bus().map(|b| b.value.clone()).unwrap_or_default(),
-                tap: i.tap().map(|t| t.value.clone()),
-                addrs: i.addrs.iter().map(|a| a.value.to_string()).collect(),
-                bridge: None,
-            })
-            .collect();
-        if n.kind.value == NodeKind::Linux {
-            start_linux(
-                n, bins, &dir, &mut state, started, log, interfaces, &bus_path,
-            )
-            .with_context(|| format!("node {nname}"))?;
-            continue;
-        }
-        let socket = dir.join(format!("{nname}.sock"));
-        if socket.as_os_str().len() > 107 {
-            bail!(
-                "node {nname}: control socket path {} is {} bytes, over the 107 a Unix socket allows; use a shorter lab dir (--dir)",
-                socket.display(),
-                socket.as_os_str().len()
-            );
-        }
-        let bin = bins.netstack.as_deref().context("no netstack binary")?;
-        let child = lab::spawn_node(bin, &socket, &log, &dir.join(format!("{nname}.stderr")))
-            .with_context(|| format!("node {nname}"))?;
-        let proc = Proc::of(&child);
-        started.procs.push(proc.clone());
-        started.children.push(child);
-        state.nodes.push(NodeState {
-            name: nname.clone(),
-            kind: NodeKind::Netstack.as_str().into(),
-            proc: Some(proc),
-            socket,
-            log,
-            interfaces,
-            netns: None,
+        let plan = driver::PlanCx {
+            dir: &dir,
+            state: &journal.state,
+            bins,
+        };
+        let kind = (driver::ops(n.kind.value)?.plan)(n, &plan)
+            .with_context(|| format!("node {}", n.name.value))?;
+        journal.state.nodes.push(NodeState {
+            info: driver::node_info(n, &dir),
+            kind,
         });
+    }
+    let captures: Vec<(String, PathBuf, PathBuf)> = journal
+        .state
+        .buses
+        .iter()
+        .filter_map(|b| Some((b.name.clone(), b.path.clone(), b.pcap.clone()?)))
+        .collect();
+    for (bus, _, _) in &captures {
+        journal.state.captures.push(CaptureState {
+            bus: bus.clone(),
+            proc: ProcRecord::intent(&dir, &format!("capture:{bus}")),
+        });
+    }
+    journal.save()?;
+
+    for (index, n) in topo.nodes.iter().enumerate() {
+        cancelled()?;
+        let ops = driver::ops(n.kind.value)?;
+        let mut cx = StartCx {
+            journal: &mut *journal,
+            bins,
+            index,
+        };
+        (ops.start)(n, &mut cx).with_context(|| format!("node {}", n.name.value))?;
+        journal.checkpoint()?;
     }
 
     // Lifetime captures run as `labctl capture` processes of their own.
-    for b in state.buses.clone().iter() {
-        if let Some(pcap) = &b.pcap {
-            let exe = std::env::current_exe()?;
-            let log = dir.join(format!("{}.capture.log", b.name));
-            let capture_log = std::fs::File::create(&log)
-                .with_context(|| format!("creating {}", log.display()))?;
-            use std::os::unix::process::CommandExt;
-            let child = std::process::Command::new(exe)
-                .args(["capture", "--bus-file"])
-                .arg(&b.path)
-                .arg("-w")
-                .arg(pcap)
-                .arg("--quiet")
-                // The bus is new: from its oldest record on is from its first frame on, however
-                // long this process takes to attach.
-                .arg("--from-oldest")
-                .stdin(std::process::Stdio::null())
-                // Never the caller's pipes: `labctl up | cat` must end when up does.
-                .stdout(std::process::Stdio::null())
-                .stderr(capture_log)
-                .process_group(0)
-                .spawn()
-                .with_context(|| format!("starting the capture of bus {}", b.name))?;
-            let proc = Proc::of(&child);
-            started.procs.push(proc.clone());
-            started.children.push(child);
-            state.captures.push(CaptureState {
-                bus: b.name.clone(),
-                proc,
-            });
-        }
+    let exe = std::env::current_exe()?;
+    for (i, (bus, path, pcap)) in captures.iter().enumerate() {
+        let log = dir.join(format!("{bus}.capture.log"));
+        let capture_log =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["capture", "--bus-file"])
+            .arg(path)
+            .arg("-w")
+            .arg(pcap)
+            .arg("--quiet")
+            // The bus is new: from its oldest record on is from its first frame on, however
+            // long this process takes to attach.
+            .arg("--from-oldest")
+            .stdin(std::process::Stdio::null())
+            // Never the caller's pipes: `labctl up | cat` must end when up does.
+            .stdout(std::process::Stdio::null())
+            .stderr(capture_log)
+            .process_group(0);
+        let marker = journal.state.captures[i].proc.marker.clone();
+        let (proc, child) = journal
+            .spawn(&marker, &mut cmd)
+            .with_context(|| format!("starting the capture of bus {bus}"))?;
+        journal.state.captures[i].proc.proc = Some(proc);
+        journal.adopt(child);
     }
-    state.save()?;
+    // Every pid on disk before configuration, which may take a while.
+    journal.save()?;
 
     let bar = if opts.progress {
         indicatif::ProgressBar::new(topo.nodes.len() as u64)
@@ -514,14 +417,21 @@ fn start(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    bar.set_prefix(format!("up {name}"));
+    bar.set_prefix(format!("up {}", topo.name.value));
 
-    let jobs: Vec<(&Node, &NodeState)> = topo.nodes.iter().zip(state.nodes.iter()).collect();
+    let state = &journal.state;
+    let cx = ConfigCx {
+        state,
+        ready_timeout: opts.ready_timeout,
+        cancel: &opts.cancel,
+    };
+    let jobs: Vec<(&Node, &NodeState)> = topo
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n, state.node(&n.name.value).ok()?)))
+        .collect();
     let results = parallel(&jobs, 8, |_, (node, ns)| {
-        let r = match &ns.netns {
-            Some(netns) => configure_linux(node, ns, netns, opts),
-            None => configure(node, ns, opts, &bus_path),
-        };
+        let r = ns.driver().configure(&ns.info, node, &cx);
         bar.inc(1);
         r
     });
@@ -543,194 +453,151 @@ fn start(
         }
         bail!("{msg}");
     }
-    Ok(state)
-}
-
-/// Makes a Linux node's namespace and starts a bridge per interface, recording each in the
-/// state file before (namespace) or as soon as (bridge) it exists.
-#[allow(clippy::too_many_arguments)]
-fn start_linux(
-    n: &Node,
-    bins: &Binaries,
-    dir: &Path,
-    state: &mut LabState,
-    started: &mut Started,
-    log: PathBuf,
-    interfaces: Vec<IfState>,
-    bus_path: &impl Fn(&str) -> PathBuf,
-) -> Result<()> {
-    let nname = &n.name.value;
-    let netns = match bins.access {
-        Some(HostAccess::Root) => Netns::Named(linux::netns_name(&state.name, nname)),
-        Some(HostAccess::Holder) => {
-            let (child, proc) = linux::start_holder(&dir.join(format!("{nname}.holder.log")))?;
-            started.procs.push(proc.clone());
-            started.children.push(child);
-            Netns::Holder(proc)
-        }
-        None => bail!("no host access checked for a Linux node"),
-    };
-    state.nodes.push(NodeState {
-        name: nname.clone(),
-        kind: NodeKind::Linux.as_str().into(),
-        proc: match &netns {
-            Netns::Holder(p) => Some(p.clone()),
-            Netns::Named(_) => None,
-        },
-        socket: PathBuf::new(),
-        log: log.clone(),
-        interfaces,
-        netns: Some(netns.clone()),
-    });
-    state.save()?;
-    std::fs::write(
-        &log,
-        format!("linux node {nname} in {}\n", netns.describe()),
-    )
-    .with_context(|| format!("writing {}", log.display()))?;
-    if let Netns::Named(ns) = &netns {
-        linux::add_named(ns)?;
-        started.netns.push(netns.clone());
-    }
-    for (i, (ifname, bus, mtu)) in linux::bus_interfaces(n).enumerate() {
-        let bin = bins.bridge.as_deref().context("no virtif-bridge binary")?;
-        let stats = dir.join(format!("{nname}.{ifname}.bridge.json"));
-        let blog = dir.join(format!("{nname}.{ifname}.bridge.log"));
-        let what = || format!("interface {ifname} on bus {bus}");
-        let (mut child, mut bridge) =
-            linux::spawn_bridge(bin, &netns, &bus_path(bus), ifname, mtu, (&stats, &blog))
-                .with_context(what)?;
-        started.procs.push(bridge.proc.clone());
-        // Recorded before it is ready: if labctl dies while waiting, `down` still stops it.
-        let slot = state.nodes.len() - 1;
-        state.nodes[slot].interfaces[i].bridge = Some(bridge.clone());
-        state.save()?;
-        let ready = linux::wait_ready(bin, &mut child, &mut bridge, linux::BRIDGE_READY_TIMEOUT);
-        started.children.push(child);
-        ready.with_context(what)?;
-        state.nodes[slot].interfaces[i].bridge = Some(bridge);
-        state.save()?;
-    }
     Ok(())
 }
 
-/// Runs a Linux node's configuration commands inside its namespace, logging each to NODE.log.
-fn configure_linux(node: &Node, ns: &NodeState, netns: &Netns, opts: &UpOptions) -> Result<()> {
-    use std::io::Write;
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&ns.log)
-        .with_context(|| format!("opening {}", ns.log.display()))?;
-    for argv in linux::config_commands(node) {
-        if opts.cancel.load(Ordering::Relaxed) {
-            bail!("node {}: interrupted", ns.name);
-        }
-        let out = netns
-            .run(&argv)
-            .with_context(|| format!("node {}", ns.name))?;
-        let _ = writeln!(log, "$ {}", node::show(&argv));
-        let _ = log.write_all(&out.stdout);
-        let _ = log.write_all(&out.stderr);
-        if !out.status.success() {
-            bail!(
-                "node {} (namespace {}): `{}` failed ({}): {}",
-                ns.name,
-                netns.describe(),
-                node::show(&argv),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-    }
-    Ok(())
+/// What tearing a lab down did.
+#[derive(Debug, Default)]
+pub struct Teardown {
+    /// Processes of the lab that were running and are gone now.
+    pub stopped: usize,
+    /// How many of them needed SIGKILL.
+    pub killed: usize,
+    /// Recorded processes that were gone already.
+    pub already_dead: usize,
+    /// Running processes found by their marker alone: an intent whose pid labctl did not
+    /// live to record, or a process of the lab no record names.
+    pub found_by_marker: usize,
+    /// Processes that survived SIGKILL.
+    pub survivors: Vec<u32>,
+    /// Named network namespaces deleted.
+    pub namespaces: usize,
+    /// Clean-ups that failed (a namespace that would not go).
+    pub problems: Vec<String>,
 }
 
-fn configure(
-    node: &Node,
-    ns: &NodeState,
-    opts: &UpOptions,
-    bus_path: &impl Fn(&str) -> PathBuf,
-) -> Result<()> {
-    let timeout = opts.ready_timeout;
-    let cancelled = || opts.cancel.load(Ordering::Relaxed);
-    let proc = ns
-        .proc
-        .clone()
-        .context("a netstack node without a process")?;
-    let died = |what: &str| {
-        let mut msg = format!("node {}: {what} (pid {})", ns.name, proc.pid);
-        let mut lines = lab::tail(&ns.log, 5);
-        lines.extend(lab::tail(&ns.log.with_extension("stderr"), 5));
-        if !lines.is_empty() {
-            msg.push_str(&format!("; last log lines:\n    {}", lines.join("\n    ")));
+impl Teardown {
+    /// What was left behind, if anything.
+    pub fn left(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.survivors.is_empty() {
+            parts.push(format!("processes {:?} survived SIGKILL", self.survivors));
         }
-        anyhow!(msg)
-    };
-    let mut conn = node::connect_when_ready(&ns.socket, timeout, || proc.alive() && !cancelled())
-        .map_err(|e| {
-        if proc.alive() {
-            died(&format!(
-                "no answer on {} within {:?}: {e}",
-                ns.socket.display(),
-                timeout
-            ))
-        } else {
-            died("exited before opening its control socket")
-        }
-    })?;
-    for argv in config_commands(node, bus_path) {
-        if cancelled() {
-            bail!("node {}: interrupted", ns.name);
-        }
-        let out = node::run_collect(&mut conn, &argv).map_err(|e| {
-            if proc.alive() {
-                died(&format!("`{}`: {e}", node::show(&argv)))
-            } else {
-                died(&format!("died during `{}`", node::show(&argv)))
-            }
-        })?;
-        if out.status != 0 {
-            bail!(
-                "node {}: `{}` failed with status {}: {}",
-                ns.name,
-                node::show(&argv),
-                out.status,
-                out.stderr_text()
-            );
+        parts.extend(self.problems.iter().cloned());
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// How long processes get between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Stops every process of the lab in `state` (and, from a state file that did not load,
+/// `salvaged`), then cleans up after its nodes. See the module documentation for the order.
+pub fn teardown(state: &mut LabState, salvaged: Option<&Salvage>) -> Teardown {
+    let prefix = journal::lab_prefix(&state.dir);
+    let mut t = Teardown::default();
+    let marked = journal::marked_processes(&prefix);
+    let mut resolved = 0;
+    for r in state.procs_mut() {
+        if r.resolve(&marked) {
+            resolved += 1;
         }
     }
-    Ok(())
+    t.found_by_marker = resolved;
+    let recorded = journal::dedup(
+        state
+            .procs()
+            .into_iter()
+            .filter_map(|r| r.proc.clone())
+            .chain(salvaged.into_iter().flat_map(|s| s.procs.iter().cloned())),
+    );
+    t.already_dead = recorded.iter().filter(|p| !p.alive()).count();
+    let mut counted: Vec<Proc> = recorded.into_iter().filter(Proc::alive).collect();
+
+    // Each node stops its own way and names what it found inside itself; the lab stops the
+    // rest: captures, and what a state that did not load still names.
+    let mut inside: Vec<Proc> = Vec::new();
+    for n in &state.nodes {
+        inside.extend(n.driver().stop());
+    }
+    let captures = state.captures.iter().filter_map(|c| c.proc.proc.as_ref());
+    for p in captures.chain(salvaged.into_iter().flat_map(|s| &s.procs)) {
+        p.signal(Signal::TERM);
+    }
+    let unlisted: Vec<Proc> = marked
+        .into_iter()
+        .map(|m| m.proc)
+        .filter(|p| !counted.contains(p))
+        .collect();
+    for p in &unlisted {
+        p.signal(Signal::TERM);
+    }
+    t.found_by_marker += unlisted.len();
+    counted.extend(unlisted);
+
+    let everything = journal::dedup(counted.iter().cloned().chain(inside));
+    let (killed, mut survivors) = lab::wait_then_kill(&everything, GRACE);
+    t.killed = killed.len();
+    // Sweep again until nothing marked runs: a process still being spawned when the first
+    // sweep looked (labctl killed between fork and exec) shows up now.
+    for _ in 0..5 {
+        let more: Vec<Proc> = journal::marked_processes(&prefix)
+            .into_iter()
+            .map(|m| m.proc)
+            .filter(|p| !survivors.contains(p))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        for p in &more {
+            p.signal(Signal::TERM);
+        }
+        let fresh: Vec<Proc> = more
+            .iter()
+            .filter(|p| !counted.contains(p))
+            .cloned()
+            .collect();
+        t.found_by_marker += fresh.len();
+        counted.extend(fresh);
+        let (k, s) = lab::wait_then_kill(&more, GRACE);
+        t.killed += k.len();
+        survivors.extend(s);
+    }
+    survivors = journal::dedup(survivors);
+    t.stopped = counted.iter().filter(|p| !survivors.contains(p)).count();
+    t.survivors = survivors.iter().map(|p| p.pid).collect();
+
+    for n in &state.nodes {
+        match n.driver().cleanup() {
+            Ok(k) => t.namespaces += k,
+            Err(e) => t.problems.push(format!("node {}: {e:#}", n.name())),
+        }
+    }
+    t
 }
 
 /// What `down` did.
 #[derive(Debug, Default)]
 pub struct DownReport {
-    pub stopped: usize,
-    pub killed: usize,
-    pub already_dead: usize,
-    pub survivors: Vec<u32>,
-    /// Named network namespaces deleted.
-    pub namespaces: usize,
+    pub teardown: Teardown,
     pub dir: PathBuf,
 }
 
 /// Stops every process of lab `name`, deletes its namespaces and removes its directory (or
-/// keeps buses, pcaps and logs).
+/// keeps buses, pcaps and logs). Works from the journal whatever moment `up` died at, and
+/// from a state file it cannot read (by what it still names, and the lab's markers).
 pub fn down(name: &str, keep: bool) -> Result<DownReport> {
     let link = lab::lab_path(name);
     if link.symlink_metadata().is_err() {
-        // No directory, but perhaps namespaces of a lab whose directory went away.
-        let orphans = orphan_netns(name);
-        if !orphans.is_empty() {
-            let mut report = DownReport {
-                dir: link.clone(),
-                ..Default::default()
-            };
-            for n in &orphans {
-                Netns::Named(n.clone()).remove()?;
-                report.namespaces += 1;
-            }
+        // No directory, but perhaps what a lab whose directory went away left on the host.
+        let mut report = DownReport {
+            dir: link.clone(),
+            ..Default::default()
+        };
+        for k in driver::kinds() {
+            report.teardown.namespaces += (k.sweep_host)(name)?;
+        }
+        if report.teardown.namespaces > 0 {
             return Ok(report);
         }
         let up = lab::lab_names();
@@ -744,85 +611,48 @@ pub fn down(name: &str, keep: bool) -> Result<DownReport> {
             }
         );
     }
-    let mut report = DownReport {
-        dir: link.clone(),
-        ..Default::default()
+    let dir = std::fs::canonicalize(&link).unwrap_or_else(|_| link.clone());
+    let (mut state, salvaged) = match LabState::load(&link) {
+        Ok(s) => (s, None),
+        Err(e) if link.join(lab::STATE_FILE).is_file() => {
+            let s = journal::salvage(&link);
+            eprintln!(
+                "labctl: {e:#}; stopping the {} processes it names ({} more it has no pid for), every process marked as this lab's, and its namespaces ({} named)",
+                s.procs.len(),
+                s.intents.len(),
+                s.namespaces.len()
+            );
+            (LabState::empty(name, &dir), Some(s))
+        }
+        // `up` died before it first saved: no records, but its marks, if it got that far.
+        Err(_) => (LabState::empty(name, &dir), None),
     };
-    let mut problems = Vec::new();
-    // A state file this labctl cannot read (written by another version) still names the
-    // processes and namespaces to remove.
-    let unreadable = match LabState::load(&link) {
-        Err(e) if link.join(lab::STATE_FILE).is_file() => Some(e),
-        _ => None,
-    };
-    if let Some(e) = unreadable {
-        let (procs, names) = lab::salvage_state(&link);
-        eprintln!(
-            "labctl: {e:#}; stopping the {} processes and {} namespaces it names",
-            procs.len(),
-            names.len()
-        );
-        let (_, survivors) = lab::stop_all(&procs, Duration::from_secs(3));
-        report.stopped = procs.len();
-        report.survivors = survivors.iter().map(|p| p.pid).collect();
-        for n in names {
-            let ns = Netns::Named(n);
-            if ns.alive() {
-                match ns.remove() {
-                    Ok(()) => report.namespaces += 1,
-                    Err(e) => problems.push(format!("{e:#}")),
-                }
+    let mut t = teardown(&mut state, salvaged.as_ref());
+    if salvaged.is_some() {
+        // What the unreadable state held on the host (a named namespace), found by name: no
+        // other lab records it.
+        for k in driver::kinds() {
+            match (k.sweep_host)(name) {
+                Ok(n) => t.namespaces += n,
+                Err(e) => t.problems.push(format!("{e:#}")),
             }
         }
     }
-    // A lab whose `up` died before writing state has no known processes; its dir still goes.
-    if let Ok(state) = LabState::load(&link) {
-        let netns: Vec<&Netns> = state
-            .nodes
-            .iter()
-            .filter_map(|n| n.netns.as_ref())
-            .collect();
-        // What runs inside a holder's namespace can only be found while the holder lives.
-        for ns in netns.iter().filter(|ns| matches!(ns, Netns::Holder(_))) {
-            let _ = ns.remove();
-        }
-        let procs = state.procs();
-        report.already_dead = procs.iter().filter(|p| !p.alive()).count();
-        let (killed, survivors) = lab::stop_all(&procs, Duration::from_secs(3));
-        report.killed = killed.len();
-        report.stopped = procs.len() - report.already_dead;
-        report.survivors = survivors.iter().map(|p| p.pid).collect();
-        report.dir = state.dir.clone();
-        for ns in netns.iter().filter(|ns| matches!(ns, Netns::Named(_))) {
-            if !ns.alive() {
-                continue;
-            }
-            match ns.remove() {
-                Ok(()) => report.namespaces += 1,
-                Err(e) => problems.push(format!("{e:#}")),
-            }
-        }
-    }
-    if !report.survivors.is_empty() {
+    if let Some(left) = t.left() {
         bail!(
-            "lab \"{name}\": processes {:?} survived SIGKILL; left {} in place",
-            report.survivors,
-            link.display()
-        );
-    }
-    if !problems.is_empty() {
-        bail!(
-            "lab \"{name}\": {}; left {} in place so `labctl down {name}` can try again",
-            problems.join("; "),
+            "lab \"{name}\": {left}; left {} in place so `labctl down {name}` can try again",
             link.display()
         );
     }
     remove_lab_dir(&link, keep)?;
-    Ok(report)
+    Ok(DownReport {
+        teardown: t,
+        dir: state.dir,
+    })
 }
 
-/// A text table: node, kind, pid, interfaces with their buses (or taps) and addresses; then the
-/// namespace of each Linux node.
+/// A text table: node, kind, pid, interfaces with their buses (or taps) and addresses; then
+/// where each node lives, when its driver says (a Linux node's namespace).
 pub fn summary(state: &LabState) -> String {
     let mut rows = vec![[
         "NODE".to_string(),
@@ -832,21 +662,23 @@ pub fn summary(state: &LabState) -> String {
         "BUS".to_string(),
         "ADDRESSES".to_string(),
     ]];
-    let pid = |n: &NodeState| n.pid().map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     for n in &state.nodes {
-        if n.interfaces.is_empty() {
+        let d = n.driver();
+        let kind = d.kind().as_str().to_string();
+        let pid = d.pid().map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        if n.info.interfaces.is_empty() {
             rows.push([
-                n.name.clone(),
-                n.kind.clone(),
-                pid(n),
+                n.name().to_string(),
+                kind.clone(),
+                pid.clone(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
             ]);
         }
-        for (i, ifc) in n.interfaces.iter().enumerate() {
+        for (i, ifc) in n.info.interfaces.iter().enumerate() {
             let (name, kind, pid) = if i == 0 {
-                (n.name.clone(), n.kind.clone(), pid(n))
+                (n.name().to_string(), kind.clone(), pid.clone())
             } else {
                 (String::new(), String::new(), String::new())
             };
@@ -862,8 +694,8 @@ pub fn summary(state: &LabState) -> String {
     }
     let mut s = table(&rows);
     for n in &state.nodes {
-        if let Some(ns) = &n.netns {
-            s.push_str(&format!("{}: Linux namespace {}\n", n.name, ns.describe()));
+        if let Some(place) = n.driver().place() {
+            s.push_str(&format!("{}: {place}\n", n.name()));
         }
     }
     s

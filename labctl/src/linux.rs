@@ -8,8 +8,9 @@
 //!   whose namespaces commands and bridges enter with `nsenter --target PID --user --net
 //!   --preserve-credentials`. That needs read/write access to /dev/net/tun for the taps.
 //!
-//! Everything made here is recorded in `state.json` before or right after it exists, so `down`
-//! can remove it after any crash.
+//! These are the mechanics; the `linux` kind built from them is [`crate::driver::linux`],
+//! which journals every namespace and process before it exists, so `down` can remove it after
+//! any crash.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::journal::ProcRecord;
 use crate::lab::{self, Proc};
 use crate::topology::{Link, Node, NodeKind, RouteDest, Topology};
 
@@ -39,8 +41,9 @@ pub fn netns_name(lab: &str, node: &str) -> String {
 pub enum Netns {
     /// A named namespace, `/run/netns/NAME` (labctl runs as root).
     Named(String),
-    /// The user and network namespaces of a holder process (labctl is unprivileged).
-    Holder(Proc),
+    /// The user and network namespaces of a holder process (labctl is unprivileged); an
+    /// intent until the holder has a pid.
+    Holder(ProcRecord),
 }
 
 impl Netns {
@@ -48,7 +51,10 @@ impl Netns {
     pub fn describe(&self) -> String {
         match self {
             Netns::Named(n) => n.clone(),
-            Netns::Holder(p) => format!("holder pid {}", p.pid),
+            Netns::Holder(r) => match r.pid() {
+                Some(pid) => format!("holder pid {pid}"),
+                None => "a holder that was never started".into(),
+            },
         }
     }
 
@@ -56,36 +62,39 @@ impl Netns {
     pub fn alive(&self) -> bool {
         match self {
             Netns::Named(n) => Path::new(NETNS_DIR).join(n).exists(),
-            Netns::Holder(p) => p.alive(),
+            Netns::Holder(r) => r.alive(),
         }
     }
 
-    /// `argv` run inside the namespace.
-    pub fn command(&self, argv: &[String]) -> Command {
+    /// `argv` run inside the namespace; an error for a holder that never got a pid.
+    pub fn command(&self, argv: &[String]) -> Result<Command> {
         match self {
             Netns::Named(n) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec"]).arg(n).args(argv);
-                c
+                Ok(c)
             }
-            Netns::Holder(p) => {
+            Netns::Holder(r) => {
+                let pid = r
+                    .pid()
+                    .context("the namespace holder of this node was never started")?;
                 let mut c = Command::new("nsenter");
                 c.arg("--target")
-                    .arg(p.pid.to_string())
+                    .arg(pid.to_string())
                     .args(["--user", "--net", "--preserve-credentials", "--"])
                     .args(argv);
-                c
+                Ok(c)
             }
         }
     }
 
     /// `ip ARGS` inside the namespace (`ip -n NS` where it can, which skips a mount namespace).
-    pub fn ip(&self, args: &[String]) -> Command {
+    pub fn ip(&self, args: &[String]) -> Result<Command> {
         match self {
             Netns::Named(n) => {
                 let mut c = Command::new("ip");
                 c.arg("-n").arg(n).args(args);
-                c
+                Ok(c)
             }
             Netns::Holder(_) => {
                 let mut argv = vec!["ip".to_string()];
@@ -99,8 +108,8 @@ impl Netns {
     /// [`Netns::command`]) and collects its output.
     pub fn run(&self, argv: &[String]) -> Result<std::process::Output> {
         let mut c = match argv.split_first() {
-            Some((first, rest)) if first == "ip" => self.ip(rest),
-            _ => self.command(argv),
+            Some((first, rest)) if first == "ip" => self.ip(rest)?,
+            _ => self.command(argv)?,
         };
         c.stdin(Stdio::null())
             .output()
@@ -128,10 +137,10 @@ impl Netns {
                 pids.extend(bridges_into(n));
                 pids
             }
-            Netns::Holder(h) => {
-                if !h.alive() {
+            Netns::Holder(r) => {
+                let Some(h) = r.proc.as_ref().filter(|h| h.alive()) else {
                     return Vec::new();
-                }
+                };
                 let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/net", h.pid)) else {
                     return Vec::new();
                 };
@@ -234,34 +243,36 @@ pub fn add_named(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Starts a holder: a process alone in a new user namespace (mapping our uid to root) and a
-/// new network namespace. Returns once the namespaces exist.
-pub fn start_holder(log: &Path) -> Result<(Child, Proc)> {
+/// The holder: a process alone in a new user namespace (mapping our uid to root) and a new
+/// network namespace, its output to `log`. Spawn it, then [`wait_holder`].
+pub fn holder_command(log: &Path) -> Result<Command> {
     use std::os::unix::process::CommandExt;
     let err = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let mut child = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--net",
-            "--",
-            "sleep",
-            "infinity",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .context("starting `unshare` (util-linux) for the namespace holder")?;
-    let proc = Proc::of(&child);
+    let mut c = Command::new("unshare");
+    c.args([
+        "--user",
+        "--map-root-user",
+        "--net",
+        "--",
+        "sleep",
+        "infinity",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(err)
+    .process_group(0);
+    Ok(c)
+}
+
+/// Returns once the holder's namespaces exist; on failure the holder is gone.
+pub fn wait_holder(child: &mut Child, proc: &Proc, log: &Path) -> Result<()> {
     // unshare execs sleep only after the namespaces and the uid map exist.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let comm = std::fs::read_to_string(format!("/proc/{}/comm", proc.pid)).unwrap_or_default();
         if comm.trim() == "sleep" {
             // The start time does not change across exec.
-            return Ok((child, proc));
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
             bail!(
@@ -399,7 +410,8 @@ impl HostAccess {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BridgeState {
     #[serde(flatten)]
-    pub proc: Proc,
+    pub proc: ProcRecord,
+    /// The tap, named as the node's interface.
     #[serde(default)]
     pub tap: String,
     #[serde(default)]
@@ -425,25 +437,23 @@ pub fn find_bridge(explicit: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
-/// Starts a bridge for tap `tap` of `netns` on `bus`, its stdout and stderr going to the log
-/// in `files` (stats, log). Record it, then [`wait_ready`].
-pub fn spawn_bridge(
+/// The bridge of `bridge` (its tap, bus, stats and log files) into `netns`, its stdout and
+/// stderr going to the log. Spawn it, then [`wait_ready`].
+pub fn bridge_command(
     bin: &Path,
     netns: &Netns,
-    bus: &Path,
-    tap: &str,
+    bridge: &BridgeState,
     mtu: Option<u32>,
-    files: (&Path, &Path),
-) -> Result<(Child, BridgeState)> {
+) -> Result<Command> {
     use std::os::unix::process::CommandExt;
-    let (stats, log) = files;
+    let (bus, tap, stats, log) = (&bridge.bus, &bridge.tap, &bridge.stats, &bridge.log);
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let mut args: Vec<String> = vec![
         "--bus".into(),
         bus.display().to_string(),
         "--tap".into(),
-        tap.into(),
+        tap.clone(),
     ];
     if let Some(m) = mtu {
         args.extend(["--mtu".into(), m.to_string()]);
@@ -458,25 +468,14 @@ pub fn spawn_bridge(
         Netns::Holder(_) => {
             let mut argv = vec![bin.display().to_string()];
             argv.extend(args);
-            netns.command(&argv)
+            netns.command(&argv)?
         }
     };
-    let child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let bridge = BridgeState {
-        proc: Proc::of(&child),
-        tap: tap.to_string(),
-        bus: bus.to_path_buf(),
-        mac: String::new(),
-        stats: stats.to_path_buf(),
-        log: log.to_path_buf(),
-    };
-    Ok((child, bridge))
+        .process_group(0);
+    Ok(cmd)
 }
 
 /// Waits for a bridge's `ready` line and records the tap's MAC from it. On failure or timeout
@@ -545,7 +544,12 @@ pub fn kernel_drops(netns: &Netns, ifname: &str) -> Option<(u64, u64)> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let out = netns.command(&argv).stderr(Stdio::null()).output().ok()?;
+    let out = netns
+        .command(&argv)
+        .ok()?
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let stats = &v[0]["stats64"];
     Some((

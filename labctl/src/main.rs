@@ -12,9 +12,11 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
+use labctl::driver::NodeStatus;
+
 use labctl::lab::{self, LabState};
 use labctl::lifecycle::{self, UpOptions};
-use labctl::{capture, checks, graph, node, topology};
+use labctl::{capture, checks, graph, topology};
 
 /// shmlab controller: bring up declarative network labs, run commands in their nodes, test them.
 ///
@@ -97,14 +99,14 @@ enum Cmd {
     },
     /// Capture a live bus to pcap (passive reader: needs no lock, cannot slow the bus)
     #[command(
-        after_help = "Examples:\n  labctl capture mylab lan1 -w - | tcpdump -n -r -\n  labctl capture mylab lan1 --pcapng | wireshark -k -i -\n  labctl capture mylab lan1 -c 100 -w lan1.pcap"
+        after_help = "Examples:\n  labctl capture mylab lan1 -w - | tcpdump -n -r -\n  labctl capture mylab r1:shmif1 -w r1.pcap\n  labctl capture mylab lan1 --pcapng | wireshark -k -i -\n  labctl capture mylab lan1 -c 100 -w lan1.pcap"
     )]
     Capture {
         /// Lab name
         #[arg(required_unless_present = "bus_file")]
         lab: Option<String>,
-        /// Bus name
-        #[arg(required_unless_present = "bus_file")]
+        /// Bus name, or NODE:IF for the bus a node's interface is on
+        #[arg(required_unless_present = "bus_file", value_name = "BUS|NODE:IF")]
         bus: Option<String>,
         /// Output file, or - for stdout
         #[arg(short = 'w', default_value = "-", value_name = "FILE")]
@@ -272,10 +274,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Down { lab, keep } => {
             let name = lab_name(&lab)?;
-            let r = lifecycle::down(&name, keep)?;
+            let report = lifecycle::down(&name, keep)?;
+            let r = &report.teardown;
             let mut msg = format!("lab {name} is down: {} processes stopped", r.stopped);
             if r.killed > 0 {
                 msg.push_str(&format!(" ({} needed SIGKILL)", r.killed));
+            }
+            if r.found_by_marker > 0 {
+                msg.push_str(&format!(
+                    ", {} of them found by their marker (not recorded with a pid)",
+                    r.found_by_marker
+                ));
             }
             if r.already_dead > 0 {
                 msg.push_str(&format!(", {} were already dead", r.already_dead));
@@ -284,7 +293,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 msg.push_str(&format!(", {} network namespaces deleted", r.namespaces));
             }
             if keep {
-                msg.push_str(&format!("; kept {}", r.dir.display()));
+                msg.push_str(&format!("; kept {}", report.dir.display()));
             }
             outln!("{msg}");
             Ok(ExitCode::SUCCESS)
@@ -340,7 +349,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(p) => p,
                 None => {
                     let state = lab::find_lab(&lab.unwrap_or_default())?;
-                    state.bus_path(&bus.unwrap_or_default())?
+                    let bus = bus.unwrap_or_default();
+                    // NODE:IF (names never hold ':'): the bus its node's driver says carries it.
+                    match bus.split_once(':') {
+                        Some((node, ifname)) => {
+                            let ns = state.node(node)?;
+                            state.bus_path(&ns.driver().capture_point(&ns.info, ifname)?)?
+                        }
+                        None => state.bus_path(&bus)?,
+                    }
                 }
             };
             if write == "-" && std::io::stdout().is_terminal() {
@@ -416,57 +433,14 @@ fn exec(target: &[String], with_stdin: bool, cmd: &[String]) -> Result<ExitCode>
         _ => bail!("give [LAB] NODE before --"),
     };
     let ns = state.node(node_name)?;
-    if !ns.alive() {
-        bail!("{}", ns.not_running(&state.name));
+    let driver = ns.driver();
+    if !driver.alive() {
+        bail!("{}", driver.not_running(&state.name, &ns.info));
     }
-    if let Some(netns) = &ns.netns {
-        return exec_linux(netns, cmd);
-    }
-    use std::io::{Read, Write};
-    let input = if with_stdin {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input for --stdin")?;
-        Some(s)
-    } else {
-        None
-    };
-    let status =
-        netstack::client::run(
-            &ns.socket,
-            cmd,
-            input.as_deref(),
-            |stream, line| match stream {
-                node::Stream::Out => {
-                    let mut o = std::io::stdout().lock();
-                    let _ = writeln!(o, "{line}");
-                    let _ = o.flush();
-                }
-                node::Stream::Err => eprintln!("{line}"),
-            },
-        )
+    let status = driver
+        .exec(&ns.info, cmd, with_stdin)
         .with_context(|| format!("lab {}: node {node_name}", state.name))?;
     Ok(ExitCode::from(status.clamp(0, 255) as u8))
-}
-
-/// Runs a command inside a Linux node's namespace with labctl's stdio; its exit status (or
-/// 128 + signal) is labctl's. Ctrl-C reaches the command (same process group) but no longer
-/// kills labctl, so the status still comes through.
-fn exec_linux(netns: &labctl::linux::Netns, cmd: &[String]) -> Result<ExitCode> {
-    use std::os::unix::process::ExitStatusExt;
-    let ignore = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGQUIT] {
-        let _ = signal_hook::flag::register(sig, ignore.clone());
-    }
-    let status = netns
-        .command(cmd)
-        .status()
-        .with_context(|| format!("running `{}` in {}", node::show(cmd), netns.describe()))?;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 fn test(
@@ -551,44 +525,6 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 }
 
 #[derive(Serialize)]
-struct NodeStatus {
-    name: String,
-    kind: String,
-    /// The netstack process, or a Linux node's namespace holder.
-    pid: Option<u32>,
-    /// A Linux node's namespace (name, or `holder pid N`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<String>,
-    alive: bool,
-    answers: bool,
-    socket: PathBuf,
-    log: PathBuf,
-    interfaces: Vec<IfStatus>,
-}
-
-#[derive(Serialize)]
-struct IfStatus {
-    name: String,
-    bus: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tap: Option<String>,
-    addrs: Vec<String>,
-    /// A Linux node's bridge process for this interface.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bridge: Option<BridgeStatus>,
-    /// The node's `ifconfig -v NAME` (packet, byte, error and bus counters): its `--json`
-    /// object with `status --json`, else its text lines.
-    counters: serde_json::Value,
-}
-
-#[derive(Serialize)]
-struct BridgeStatus {
-    pid: u32,
-    alive: bool,
-    mac: String,
-}
-
-#[derive(Serialize)]
 struct BusStatus {
     name: String,
     path: PathBuf,
@@ -607,58 +543,7 @@ struct LabStatus {
 }
 
 fn lab_status(state: &LabState, json: bool) -> LabStatus {
-    let nodes = lifecycle::parallel(&state.nodes, 8, |_, n| {
-        let alive = n.alive();
-        if n.is_linux() {
-            return linux_status(n, json);
-        }
-        let mut conn = if alive {
-            node::Connection::open(&n.socket).ok()
-        } else {
-            None
-        };
-        let answers = conn.is_some();
-        let interfaces = n
-            .interfaces
-            .iter()
-            .map(|i| {
-                let mut argv = vec!["ifconfig".to_string(), "-v".to_string()];
-                if json {
-                    argv.push("--json".to_string());
-                }
-                argv.push(i.name.clone());
-                let out = conn
-                    .as_mut()
-                    .and_then(|c| node::run_collect(c, &argv).ok())
-                    .filter(|o| o.status == 0);
-                let counters = match out {
-                    None => serde_json::Value::Null,
-                    Some(o) if json => serde_json::from_str(&o.text())
-                        .unwrap_or_else(|_| serde_json::Value::String(o.text())),
-                    Some(o) => o.lines.into_iter().map(|(_, l)| l).collect(),
-                };
-                IfStatus {
-                    name: i.name.clone(),
-                    bus: i.bus.clone(),
-                    tap: i.tap.clone(),
-                    addrs: i.addrs.clone(),
-                    bridge: None,
-                    counters,
-                }
-            })
-            .collect();
-        NodeStatus {
-            name: n.name.clone(),
-            kind: n.kind.clone(),
-            pid: n.pid(),
-            namespace: None,
-            alive,
-            answers,
-            socket: n.socket.clone(),
-            log: n.log.clone(),
-            interfaces,
-        }
-    });
+    let nodes = lifecycle::parallel(&state.nodes, 8, |_, n| n.driver().status(&n.info, json));
     let buses = state
         .buses
         .iter()
@@ -685,74 +570,6 @@ fn lab_status(state: &LabState, json: bool) -> LabStatus {
         topology: state.topology.clone(),
         nodes,
         buses,
-    }
-}
-
-/// A Linux node: its namespace, and per interface its bridge and the bridge's counters (the
-/// stats file as JSON, or one text line).
-fn linux_status(n: &lab::NodeState, json: bool) -> NodeStatus {
-    let alive = n.alive();
-    let interfaces =
-        n.interfaces
-            .iter()
-            .map(|i| {
-                let b = i.bridge.as_ref();
-                let stats = b.and_then(|b| labctl::linux::read_stats(&b.stats));
-                let bridge = b.map(|b| BridgeStatus {
-                    pid: b.proc.pid,
-                    alive: b.proc.alive(),
-                    mac: b.mac.clone(),
-                });
-                let kernel = n
-                    .netns
-                    .as_ref()
-                    .and_then(|ns| labctl::linux::kernel_drops(ns, &i.name));
-                let counters = match (stats, json) {
-                    (Some(mut v), true) => {
-                        if let Some((tx, rx)) = kernel {
-                            v["kernel_tx_dropped"] = tx.into();
-                            v["kernel_rx_dropped"] = rx.into();
-                        }
-                        v
-                    }
-                    (Some(v), false) => {
-                        let f = |k: &str| v[k].as_u64().unwrap_or(0);
-                        let kernel = kernel.map_or_else(String::new, |(tx, rx)| {
-                            format!("; kernel: tx_dropped {tx} rx_dropped {rx}")
-                        });
-                        serde_json::json!([format!(
-                            "bridge pid {} ({}): tap_rx {} tap_tx {} bus_rx {} bus_tx {} dropped {}{kernel}",
-                            bridge.as_ref().map(|b| b.pid).unwrap_or(0),
-                            if bridge.as_ref().is_some_and(|b| b.alive) { "running" } else { "dead" },
-                            f("tap_rx"),
-                            f("tap_tx"),
-                            f("bus_rx"),
-                            f("bus_tx"),
-                            f("dropped")
-                        )])
-                    }
-                    (None, _) => serde_json::Value::Null,
-                };
-                IfStatus {
-                    name: i.name.clone(),
-                    bus: i.bus.clone(),
-                    tap: i.tap.clone(),
-                    addrs: i.addrs.clone(),
-                    bridge,
-                    counters,
-                }
-            })
-            .collect();
-    NodeStatus {
-        name: n.name.clone(),
-        kind: n.kind.clone(),
-        pid: n.pid(),
-        namespace: n.netns.as_ref().map(|ns| ns.describe()),
-        alive,
-        answers: alive,
-        socket: n.socket.clone(),
-        log: n.log.clone(),
-        interfaces,
     }
 }
 
@@ -787,13 +604,6 @@ fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
             "INTERFACES".to_string(),
         ]];
         for n in &s.nodes {
-            let state = match (n.alive, n.answers, &n.namespace) {
-                (true, _, Some(ns)) => format!("running in {ns}"),
-                (false, _, Some(ns)) => format!("gone ({ns} no longer exists)"),
-                (true, true, None) => "running".into(),
-                (true, false, None) => "not answering".into(),
-                _ => "dead".into(),
-            };
             let ifs: Vec<String> = n
                 .interfaces
                 .iter()
@@ -809,7 +619,7 @@ fn status(lab: Option<String>, json: bool) -> Result<ExitCode> {
                 n.name.clone(),
                 n.kind.clone(),
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                state,
+                n.state.clone(),
                 ifs.join(", "),
             ]);
         }

@@ -1,10 +1,10 @@
 //! Talking to nodes: runs node commands over the control socket (the client and protocol types
-//! are `netstack::client` and `netstack::control`), collecting or streaming their output.
+//! are `shmlab_control::client` and `shmlab_control::protocol`), collecting or streaming their output.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use netstack::client::{ClientError, Connection, Stream};
+pub use shmlab_control::client::{ClientError, Connection, Stream};
 
 /// A finished command: exit status and output lines in arrival order.
 #[derive(Clone, Debug, Default)]

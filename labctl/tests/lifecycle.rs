@@ -519,6 +519,39 @@ fn lifetime_capture_and_capture_and_dump_write_pcap_of_bus_frames() {
     check_all(pcap_frames(&lifetime), "lifetime capture");
 }
 
+#[test]
+fn capture_of_a_node_interface_follows_the_bus_its_driver_names() {
+    let Some(env) = Env::real() else { return };
+    let topo = env.topo("t.toml", &two_hosts("ifcap"));
+    env.ok(&["up", &topo]);
+    // The ring holds each node's gratuitous ARP from when its shmif0 came up.
+    let pcap = env.scratch.path().join("h2.pcap");
+    env.ok(&[
+        "capture",
+        "ifcap",
+        "h2:shmif0",
+        "--from-oldest",
+        "-c",
+        "2",
+        "--duration",
+        "10",
+        "-w",
+        pcap.to_str().unwrap(),
+    ]);
+    let frames = pcap_frames(&std::fs::read(&pcap).unwrap());
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert!(
+        frames.iter().all(|f| f[12..14] == [0x08, 0x06]),
+        "{frames:?}"
+    );
+    let err = env.fails(&["capture", "ifcap", "h2:shmif7", "-w", "/dev/null"]);
+    assert!(
+        err.contains("node h2 has no interface shmif7 (interfaces: shmif0)"),
+        "{err}"
+    );
+    env.ok(&["down", "ifcap"]);
+}
+
 /// The frames of a classic pcap file (either byte order), checking each record's lengths.
 fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
     let swapped = u32::from_le_bytes(bytes[..4].try_into().unwrap()) != 0xa1b2c3d4;

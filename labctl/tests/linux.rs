@@ -47,15 +47,15 @@ fn netns_exists(name: &str) -> bool {
         .any(|l| l.split_whitespace().next() == Some(name))
 }
 
-/// Bridge pids from state.json.
+/// Bridge pids from state.json (a Linux node's `bridges`).
 fn bridge_pids(env: &Env, lab: &str) -> Vec<u32> {
     let s = env.state(lab);
     s["nodes"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|n| n["interfaces"].as_array().unwrap().iter())
-        .filter_map(|i| i["bridge"]["pid"].as_u64())
+        .flat_map(|n| n["bridges"].as_array().into_iter().flatten())
+        .filter_map(|b| b["pid"].as_u64())
         .map(|p| p as u32)
         .collect()
 }
@@ -155,7 +155,7 @@ fn arp_entries_on_both_sides_hold_each_others_macs() {
     let link: serde_json::Value = serde_json::from_str(&link).unwrap();
     let l1_mac = link[0]["address"].as_str().unwrap().to_string();
     let state = env.state(&lab);
-    let recorded = state["nodes"][0]["interfaces"][0]["bridge"]["mac"]
+    let recorded = state["nodes"][0]["bridges"][0]["mac"]
         .as_str()
         .unwrap()
         .to_string();
@@ -312,10 +312,23 @@ fn down_cleans_up_after_labctl_was_killed_during_up() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the first bridge is recorded, then kill labctl outright.
+    // Wait until the first bridge is recorded with its pid, then kill labctl outright.
     let state = env.lab_dir(&lab).join("state.json");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"bridge\"")) {
+    let bridge_started = || {
+        std::fs::read_to_string(&state).is_ok_and(|s| {
+            serde_json::from_str::<serde_json::Value>(&s).is_ok_and(|v| {
+                v["nodes"].as_array().into_iter().flatten().any(|n| {
+                    n["bridges"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|b| b["pid"].is_u64())
+                })
+            })
+        })
+    };
+    while !bridge_started() {
         assert!(Instant::now() < deadline, "no bridge recorded");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -327,6 +340,24 @@ fn down_cleans_up_after_labctl_was_killed_during_up() {
     env.ok(&["down", &lab]);
     assert!(all_gone(&pids) && all_gone(&bridges));
     assert!(!netns_exists(&netns(&lab, "l1")));
+    assert!(!env.lab_dir(&lab).exists());
+    assert!(no_process_mentions(env.base.path()));
+}
+
+#[test]
+fn down_with_a_state_file_that_does_not_read_still_removes_namespaces_and_bridges() {
+    let Some((env, lab)) = linux_peer("garbled state", "garbled") else {
+        return;
+    };
+    let mut pids = bridge_pids(&env, &lab);
+    pids.extend(env.pids(&lab));
+    let state = env.lab_dir(&lab).join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, &text[..text.len() / 3]).unwrap();
+    let out = env.ok(&["down", &lab]);
+    assert!(out.contains("2 network namespaces deleted"), "{out}");
+    assert!(all_gone(&pids));
+    assert!(!netns_exists(&netns(&lab, "l1")) && !netns_exists(&netns(&lab, "l2")));
     assert!(!env.lab_dir(&lab).exists());
     assert!(no_process_mentions(env.base.path()));
 }
@@ -558,7 +589,7 @@ fn unprivileged_linux_node_without_interfaces_runs_in_a_holder_namespace() {
     assert!(text.contains("mtu 1234"), "{text}");
     let state = std::fs::read_to_string(world.join("base/holder/state.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let holder = v["nodes"][0]["pid"].as_u64().unwrap() as u32;
+    let holder = v["nodes"][0]["netns"]["holder"]["pid"].as_u64().unwrap() as u32;
     assert!(alive(holder));
     let out = as_nobody(&env, &world, &["down", "holder"]);
     assert!(out.status.success());
@@ -685,8 +716,9 @@ fn unprivileged_linux_nodes_with_taps_ping_across_the_netstack_router() {
     let mut pids: Vec<u32> = Vec::new();
     for n in v["nodes"].as_array().unwrap() {
         pids.extend(n["pid"].as_u64().map(|p| p as u32));
-        for i in n["interfaces"].as_array().unwrap() {
-            pids.extend(i["bridge"]["pid"].as_u64().map(|p| p as u32));
+        pids.extend(n["netns"]["holder"]["pid"].as_u64().map(|p| p as u32));
+        for b in n["bridges"].as_array().into_iter().flatten() {
+            pids.extend(b["pid"].as_u64().map(|p| p as u32));
         }
     }
     assert_eq!(pids.len(), 6, "4 nodes/holders and 2 bridges: {state}");

@@ -23,11 +23,12 @@
 //!   halt), NetBSD syntax, each with `--json`; [`apps`] holds the long-running ones (ping,
 //!   traceroute) as state machines the stack loop drives.
 //! - [`stats`]: drop reasons and protocol counters (`netstat -s`).
-//! - [`client`]: a blocking client for the control socket (`netstack-ctl`, `labctl exec`).
+//! - [`control`] and [`client`]: the control protocol's wire types and its blocking client
+//!   come from the `shmlab-control` crate (re-exported here under their old paths); `control`
+//!   adds the node's side, the [`control::Output`] a command writes to.
 #![forbid(unsafe_code)]
 
 pub mod apps;
-pub mod client;
 pub mod cmd;
 pub mod control;
 pub mod event;
@@ -36,3 +37,6 @@ pub mod node;
 pub mod stack;
 pub mod stats;
 pub mod wire;
+
+/// The control socket's blocking client (`netstack-ctl`, `labctl exec`), from `shmlab-control`.
+pub use shmlab_control::client;

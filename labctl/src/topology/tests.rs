@@ -498,11 +498,12 @@ fn linux_nodes_are_configured_with_ip_and_sysctl() {
 #[test]
 fn netstack_tap_interfaces_are_created_with_their_linkstr() {
     let t = ok(LINUX_AND_TAPS);
-    let cmds: Vec<String> =
-        crate::lifecycle::config_commands(&t.nodes[1], |b| PathBuf::from(format!("/lab/{b}.bus")))
-            .iter()
-            .map(|c| c.join(" "))
-            .collect();
+    let cmds: Vec<String> = crate::driver::netstack::config_commands(&t.nodes[1], |b| {
+        PathBuf::from(format!("/lab/{b}.bus"))
+    })
+    .iter()
+    .map(|c| c.join(" "))
+    .collect();
     assert_eq!(
         &cmds[..6],
         [
@@ -518,32 +519,6 @@ fn netstack_tap_interfaces_are_created_with_their_linkstr() {
         cmds.contains(&"ifconfig virt1 mtu 1280".to_string()),
         "{cmds:?}"
     );
-}
-
-#[test]
-fn linux_node_state_round_trips_without_a_pid() {
-    use crate::lab::NodeState;
-    use crate::linux::Netns;
-    let n = NodeState {
-        name: "l1".into(),
-        kind: "linux".into(),
-        proc: None,
-        socket: PathBuf::new(),
-        log: PathBuf::from("/lab/l1.log"),
-        interfaces: Vec::new(),
-        netns: Some(Netns::Named("shmlab-lab-l1".into())),
-    };
-    let text = serde_json::to_string(&n).unwrap();
-    assert!(!text.contains("pid"), "{text}");
-    let back: NodeState = serde_json::from_str(&text).unwrap();
-    assert!(back.proc.is_none());
-    assert_eq!(back.netns, n.netns);
-    // A state file of a netstack node from before Linux nodes existed still loads.
-    let old = r#"{"name":"h1","pid":42,"start_time":7,"socket":"/lab/h1.sock","log":"/lab/h1.log","interfaces":[{"name":"shmif0","bus":"lan","addrs":[]}]}"#;
-    let n: NodeState = serde_json::from_str(old).unwrap();
-    assert_eq!(n.kind, "netstack");
-    assert_eq!(n.pid(), Some(42));
-    assert!(!n.is_linux());
 }
 
 #[test]

@@ -187,12 +187,13 @@ impl Env {
 
     pub fn pids(&self, lab: &str) -> Vec<u32> {
         let s = self.state(lab);
-        // Linux nodes in a named namespace have no pid of their own.
+        // A netstack node's pid, or a Linux node's holder's; Linux nodes in a named namespace
+        // have no process of their own.
         let mut pids: Vec<u32> = s["nodes"]
             .as_array()
             .expect("nodes")
             .iter()
-            .filter_map(|n| n["pid"].as_u64())
+            .filter_map(|n| n["pid"].as_u64().or(n["netns"]["holder"]["pid"].as_u64()))
             .map(|p| p as u32)
             .collect();
         pids.extend(

@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use netstack::client::{self, Stream};
+// The client alone: this command needs nothing of the stack.
+use shmlab_control::client::{self, Stream};
 
 fn usage() -> ExitCode {
     eprintln!("usage: netstack-ctl [--stdin] SOCKET CMD [ARGS...]");

@@ -509,7 +509,7 @@ fe80::%shmif0/64                        link#1                         UC       
     #[test]
     fn protocol_statistics_have_ip6_and_icmp6_sections_with_their_drop_reasons() {
         let mut s = stack(0);
-        s.stats.drop(crate::stats::DropReason::Ip6Unsupported);
+        s.stats.drop(crate::stats::DropReason::Ip6HopLimitExceeded);
         let out = ok(&mut s, "netstat -s");
         let sections: Vec<&str> = out.lines().filter(|l| !l.starts_with('\t')).collect();
         assert_eq!(
@@ -518,7 +518,10 @@ fe80::%shmif0/64                        link#1                         UC       
         );
         let ip6 = out.split("ip6:\n").nth(1).unwrap();
         assert!(
-            ip6.contains("\t1 IPv6 packets (not implemented yet) (ip6_unsupported)"),
+            ip6.contains(&format!(
+                "\t1 {} (ip6_hop_limit_exceeded)",
+                crate::stats::DropReason::Ip6HopLimitExceeded.text()
+            )),
             "{out}"
         );
         // Every drop reason is listed once, in its protocol's section.

@@ -1,10 +1,10 @@
-//! A small blocking client for a node's control socket (see [`crate::control`]).
+//! A small blocking client for a node's control socket (see [`crate::protocol`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use crate::control::{Reply, Request};
+use crate::protocol::{Reply, Request};
 
 /// Which output stream a line belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
