@@ -270,6 +270,10 @@ pub fn frame_matches(frame: &[u8], e: &BusExpect) -> bool {
         return false;
     };
     let l3 = &frame[ETH_HLEN.min(frame.len())..];
+    // The ICMPv6 type, when the next header right after the fixed header is ICMPv6.
+    let icmp6_type = (ethertype == 0x86dd && l3.get(6) == Some(&58))
+        .then(|| l3.get(40).copied())
+        .flatten();
     let (proto, src, dst): (Option<u8>, Option<IpAddr>, Option<IpAddr>) = match ethertype {
         0x0800 if l3.len() >= 20 => {
             let a = |o: usize| IpAddr::from([l3[o], l3[o + 1], l3[o + 2], l3[o + 3]]);
@@ -293,6 +297,8 @@ pub fn frame_matches(frame: &[u8], e: &BusExpect) -> bool {
         Proto::Ipv4 => ethertype == 0x0800,
         Proto::Ipv6 => ethertype == 0x86dd,
         Proto::Icmp => proto == Some(if ethertype == 0x86dd { 58 } else { 1 }),
+        Proto::Icmp6 => ethertype == 0x86dd && proto == Some(58),
+        Proto::Ndp => icmp6_type.is_some_and(|t| (133..=137).contains(&t)),
         Proto::Tcp => proto == Some(6),
         Proto::Udp => proto == Some(17),
         Proto::Esp => proto == Some(50),

@@ -605,15 +605,12 @@ pub fn config_commands(node: &Node) -> Vec<Vec<String>> {
             RouteDest::Default => "default".to_string(),
             RouteDest::Net(p) => p.network().to_string(),
         };
-        cmds.push(s(&[
-            "ip",
-            family,
-            "route",
-            "add",
-            &to,
-            "via",
-            &r.via.value.to_string(),
-        ]));
+        let via = r.via.value.to_string();
+        let mut c = s(&["ip", family, "route", "add", &to, "via", &via]);
+        if let Some(ifc) = &r.via_scope {
+            c.extend(s(&["dev", ifc]));
+        }
+        cmds.push(c);
     }
     for e in &node.exec {
         cmds.push(e.value.clone());

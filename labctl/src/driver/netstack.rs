@@ -13,7 +13,7 @@ use super::{Binaries, ConfigCx, IfStatus, NodeDriver, NodeStatus, PlanCx, StartC
 use crate::journal::ProcRecord;
 use crate::lab::{self, KindState, NodeInfo, Proc};
 use crate::node::{self, Connection, Output, Stream};
-use crate::topology::{Link, Node, NodeKind, RouteDest};
+use crate::topology::{Link, Node, NodeKind};
 
 /// A netstack node in `state.json`: its control socket and its process (flattened:
 /// `marker`, `pid`, `start_time`).
@@ -51,6 +51,19 @@ fn node_command(bin: &Path, socket: &Path, log: &Path, stderr: &Path) -> Result<
 pub fn config_commands(node: &Node, bus_path: impl Fn(&str) -> PathBuf) -> Vec<Vec<String>> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
     let mut cmds = Vec::new();
+    let v6 = node
+        .interfaces
+        .iter()
+        .any(|i| i.addrs.iter().any(|a| !a.value.is_v4()));
+    // Lab addresses are unique by validation, so duplicate address detection would only keep
+    // them unusable for a second (Linux nodes get `nodad` for the same reason); a topology
+    // that wants DAD sets net.inet6.ip6.dad_count itself, and that goes first too.
+    let dad = "net.inet6.ip6.dad_count";
+    let dad_count = node.sysctl.iter().find(|(k, _)| k.as_str() == dad);
+    match dad_count {
+        Some((k, v)) => cmds.push(s(&["sysctl", "-w", &format!("{k}={v}")])),
+        None => cmds.push(s(&["sysctl", "-w", &format!("{dad}=0")])),
+    }
     for ifc in &node.interfaces {
         let name = ifc.name.value.as_str();
         match &ifc.link {
@@ -72,20 +85,26 @@ pub fn config_commands(node: &Node, bus_path: impl Fn(&str) -> PathBuf) -> Vec<V
             }
             cmds.push(c);
         }
+        // An inet6 address never replaces another, so no `alias` is needed.
+        for a in ifc.addrs.iter().filter(|a| !a.value.is_v4()) {
+            cmds.push(s(&["ifconfig", name, "inet6", &a.value.to_string()]));
+        }
         cmds.push(s(&["ifconfig", name, "up"]));
     }
     if node.forwarding {
         cmds.push(s(&["sysctl", "-w", "net.inet.ip.forwarding=1"]));
+        if v6 {
+            cmds.push(s(&["sysctl", "-w", "net.inet6.ip6.forwarding=1"]));
+        }
     }
-    for (k, v) in &node.sysctl {
+    for (k, v) in node.sysctl.iter().filter(|(k, _)| k.as_str() != dad) {
         cmds.push(s(&["sysctl", "-w", &format!("{k}={v}")]));
     }
-    for r in node.routes.iter().filter(|r| r.via.value.is_ipv4()) {
-        if let RouteDest::Net(p) = r.to.value {
-            if !matches!(p.addr, IpAddr::V4(_)) {
-                continue;
-            }
-        }
+    if dad_count.is_some() && v6 {
+        // Routes through addresses still under DAD would be refused: wait for it.
+        cmds.push(s(&["ifconfig", "-w", "10"]));
+    }
+    for r in &node.routes {
         cmds.push(r.argv());
     }
     for e in &node.exec {
@@ -103,26 +122,6 @@ impl NetstackNode {
 impl NodeDriver for NetstackNode {
     fn kind(&self) -> NodeKind {
         NodeKind::Netstack
-    }
-
-    /// IPv6 addresses and routes: the stack has no IPv6 yet.
-    fn warnings(n: &Node) -> Vec<String> {
-        let mut out = Vec::new();
-        for ifc in &n.interfaces {
-            for a in ifc.addrs.iter().filter(|a| !a.value.is_v4()) {
-                out.push(format!(
-                    "{}: {}: {} not applied: nodes do not do IPv6 yet",
-                    n.name.value, ifc.name.value, a.value
-                ));
-            }
-        }
-        for r in n.routes.iter().filter(|r| !r.via.value.is_ipv4()) {
-            out.push(format!(
-                "{}: route to {} via {} not applied: nodes do not do IPv6 yet",
-                n.name.value, r.to.value, r.via.value
-            ));
-        }
-        out
     }
 
     fn preflight(_node: &Node, bins: &mut Binaries) -> Result<()> {
@@ -281,12 +280,8 @@ impl NodeDriver for NetstackNode {
     }
 
     fn ping_argv(&self, to: IpAddr, count: u32) -> Vec<String> {
-        vec![
-            "ping".into(),
-            "-c".into(),
-            count.to_string(),
-            to.to_string(),
-        ]
+        let ping = if to.is_ipv6() { "ping6" } else { "ping" };
+        vec![ping.into(), "-c".into(), count.to_string(), to.to_string()]
     }
 
     fn traceroute_argv(&self, to: IpAddr) -> Vec<String> {

@@ -260,6 +260,8 @@ impl std::fmt::Display for RouteDest {
 pub struct Route {
     pub to: At<RouteDest>,
     pub via: At<IpAddr>,
+    /// The interface of an IPv6 link-local gateway (`via = "fe80::1%shmif0"`).
+    pub via_scope: Option<String>,
 }
 
 impl Route {
@@ -282,7 +284,10 @@ impl Route {
                 }
             }
         }
-        argv.push(self.via.value.to_string());
+        match &self.via_scope {
+            Some(ifc) => argv.push(format!("{}%{ifc}", self.via.value)),
+            None => argv.push(self.via.value.to_string()),
+        }
         argv
     }
 }
@@ -337,17 +342,23 @@ pub enum Proto {
     Ipv4,
     Ipv6,
     Icmp,
+    /// ICMPv6 (any type, NDP included).
+    Icmp6,
+    /// NDP: ICMPv6 types 133 to 137 (RS, RA, NS, NA, redirect).
+    Ndp,
     Tcp,
     Udp,
     Esp,
 }
 
 impl Proto {
-    pub const ALL: [(&'static str, Proto); 7] = [
+    pub const ALL: [(&'static str, Proto); 9] = [
         ("arp", Proto::Arp),
         ("ipv4", Proto::Ipv4),
         ("ipv6", Proto::Ipv6),
         ("icmp", Proto::Icmp),
+        ("icmp6", Proto::Icmp6),
+        ("ndp", Proto::Ndp),
         ("tcp", Proto::Tcp),
         ("udp", Proto::Udp),
         ("esp", Proto::Esp),

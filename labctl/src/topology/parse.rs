@@ -620,7 +620,26 @@ fn parse_route(cx: &mut Cx<'_>, v: &Value<'_>, path: &str) -> Option<Route> {
         }
     });
     let vp = format!("{path}.via");
-    let via = cx.ip(vv, &vp);
+    // A link-local gateway names its interface, as NetBSD's route(8) takes it.
+    let (via, via_scope) = match cx.string(vv, &vp) {
+        Some(text) => match text.split_once('%') {
+            Some((a, ifc)) => match a.parse::<std::net::Ipv6Addr>() {
+                Ok(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 && !ifc.is_empty() => {
+                    (Some(IpAddr::V6(v6)), Some(ifc.to_string()))
+                }
+                _ => {
+                    cx.err(
+                        vv.span(),
+                        &vp,
+                        format!("malformed gateway \"{text}\": only an IPv6 link-local address takes a %INTERFACE, e.g. \"fe80::1%eth0\""),
+                    );
+                    (None, None)
+                }
+            },
+            None => (cx.ip(vv, &vp), None),
+        },
+        None => (None, None),
+    };
     let (to, via) = (to?, via?);
     if let RouteDest::Net(p) = to {
         if p.addr.is_ipv4() != via.is_ipv4() {
@@ -641,6 +660,7 @@ fn parse_route(cx: &mut Cx<'_>, v: &Value<'_>, path: &str) -> Option<Route> {
             value: via,
             loc: loc(vv, &vp),
         },
+        via_scope,
     })
 }
 

@@ -297,7 +297,7 @@ expect_on_bus = {{ bus = "wan", proto = "gre" }}
         errs,
         [
             "topo.toml:8:17: checks[0].ping.from: unknown node \"h9\" (known: h1, h2)",
-            "topo.toml:12:40: checks[1].expect_on_bus.proto: unknown protocol \"gre\" (known: arp, ipv4, ipv6, icmp, tcp, udp, esp)",
+            "topo.toml:12:40: checks[1].expect_on_bus.proto: unknown protocol \"gre\" (known: arp, ipv4, ipv6, icmp, icmp6, ndp, tcp, udp, esp)",
         ]
     );
 }

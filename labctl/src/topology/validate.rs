@@ -195,6 +195,26 @@ pub(super) fn validate(topo: &Topology, src: &Source, diags: &mut Vec<Diagnostic
                 );
             }
             let via = r.via.value;
+            if let Some(scope) = &r.via_scope {
+                // Link-local gateways are made by the nodes themselves: only the interface can
+                // be checked here.
+                if !node.interfaces.iter().any(|i| &i.name.value == scope) {
+                    let names: Vec<&str> = node
+                        .interfaces
+                        .iter()
+                        .map(|i| i.name.value.as_str())
+                        .collect();
+                    err(
+                        &r.via.loc,
+                        format!(
+                            "gateway {via}%{scope}: {} has no interface {scope} (it has: {})",
+                            node.name.value,
+                            names.join(", ")
+                        ),
+                    );
+                }
+                continue;
+            }
             let connected = node
                 .interfaces
                 .iter()

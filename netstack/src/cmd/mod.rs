@@ -379,14 +379,29 @@ pub(crate) mod testutil {
     }
 
     /// A stack with interfaces `shmif0`.. `shmif{n-1}` up on links that discard frames.
+    /// A stack with `n` interfaces up and no address at all: no DAD, so addresses are usable
+    /// at once, and the automatic link-local addresses removed, so each test shows only the
+    /// addresses it adds (the stack's tests cover link-local addresses).
     pub fn stack(n: u8) -> Stack {
         let mut s = Stack::new(None);
+        s.sysctl.dad_count = 0;
         for i in 0..n {
             let name = format!("shmif{i}");
             s.create_iface(&name).unwrap();
             s.attach_custom(&name, Mac([0xb2, 0xa0, 0, 0, 0, i + 1]), Box::new(Discard))
                 .unwrap();
             s.set_up(&name, true).unwrap();
+            let auto: Vec<_> = s
+                .ifaces
+                .last()
+                .unwrap()
+                .addrs
+                .iter()
+                .map(|a| a.addr)
+                .collect();
+            for a in auto {
+                s.delete_addr(&name, a).unwrap();
+            }
         }
         s
     }
