@@ -70,6 +70,15 @@ fn linux_peer_topology_passes_its_checks() {
     run_topology_in(env, "linux-peer.toml");
 }
 
+/// Both families between Linux and netstack nodes: needs root.
+#[test]
+fn dual_stack_topology_passes_its_checks() {
+    let Some(env) = Env::linux("dual_stack_topology_passes_its_checks") else {
+        return;
+    };
+    run_topology_in(env, "dual-stack.toml");
+}
+
 #[test]
 fn exec_streams_real_node_output_and_status() {
     let Some(env) = Env::real() else { return };

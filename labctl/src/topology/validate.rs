@@ -183,9 +183,10 @@ pub(super) fn validate(topo: &Topology, src: &Source, diags: &mut Vec<Diagnostic
     // Routes: the gateway must be on a connected subnet, belong to another node on that bus,
     // and that node must forward.
     for node in &topo.nodes {
-        let mut seen: HashMap<RouteDest, &Loc> = HashMap::new();
+        // One default route per family.
+        let mut seen: HashMap<(RouteDest, bool), &Loc> = HashMap::new();
         for r in &node.routes {
-            if let Some(first) = seen.insert(r.to.value, &r.to.loc) {
+            if let Some(first) = seen.insert((r.to.value, r.via.value.is_ipv4()), &r.to.loc) {
                 err(
                     &r.to.loc,
                     format!(
