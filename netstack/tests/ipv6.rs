@@ -335,3 +335,80 @@ fn linux_is_our_ndp_neighbour_both_ways_and_ping6_works_in_both_directions() {
     node.ok("halt");
     let _ = pinger.join();
 }
+
+/// Runs `cmd args` and returns its stdout; panics with its stderr if it fails.
+fn tool(cmd: &str, args: &[&str]) -> String {
+    let o = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn tcpdump_and_tshark_decode_a_dual_stack_capture_without_complaint() {
+    if !shmlab_tests::prereq::have_tool("tcpdump") || !shmlab_tests::prereq::have_tool("tshark")
+    {
+        return;
+    }
+    let dir = tempdir();
+    let bus = dir.path().join("lan");
+    let a = v6_node(dir.path(), "a", &bus, "fd00:6::1/64");
+    let b = v6_node(dir.path(), "b", &bus, "fd00:6::2/64");
+    a.ok("ifconfig shmif0 inet 10.6.0.1/24");
+    b.ok("ifconfig shmif0 inet 10.6.0.2/24");
+    // Capture everything from here on: DAD, NDP, echo, fragments, an error.
+    let mut port = shmif::Bus::attach(&bus, &shmif::BusConfig::default())
+        .unwrap()
+        .port();
+    port.set_promiscuous(true);
+    wait_dad(&a);
+    wait_dad(&b);
+    a.ok("ping6 -c 2 -i 0.1 fd00:6::2");
+    a.ok("ping6 -c 1 -s 3000 fd00:6::2");
+    a.ok("ping -c 1 10.6.0.2");
+    let _ = a.run(&["ping6", "-c", "1", "-X", "1", "fd00:7::9"]);
+    let pcap = dir.path().join("lan.pcap");
+    let mut sink = shmif::pcap::PcapSink::new(std::fs::File::create(&pcap).unwrap()).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut n = 0;
+    while let Some(r) = port.try_recv(&mut buf) {
+        sink.write(r.sec, r.usec, &buf[..r.len]).unwrap();
+        n += 1;
+    }
+    sink.finish().unwrap();
+    assert!(n >= 12, "{n} frames captured");
+
+    let text = tool("tcpdump", &["-nn", "-r", pcap.to_str().unwrap()]);
+    for want in [
+        "neighbor solicitation",
+        "neighbor advertisement",
+        "ICMP6, echo request",
+        "ICMP6, echo reply",
+        "frag (",
+        "ICMP echo request",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    let expert = tool("tshark", &["-n", "-r", pcap.to_str().unwrap(), "-q", "-z", "expert"]);
+    for bad in ["Malformed", "Bad checksum", "bad checksum", "[incorrect"] {
+        assert!(!expert.contains(bad), "tshark found {bad:?}:\n{expert}");
+    }
+    // And tshark reassembles our fragments into one echo request.
+    let reassembled = tool(
+        "tshark",
+        &[
+            "-n",
+            "-r",
+            pcap.to_str().unwrap(),
+            "-Y",
+            "icmpv6.type == 128 && ipv6.reassembled.length",
+        ],
+    );
+    assert_eq!(reassembled.lines().count(), 1, "{reassembled}");
+}
