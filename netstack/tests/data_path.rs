@@ -75,7 +75,11 @@ fn a_node_on_three_buses_and_a_tap_answers_on_all_four_and_sleeps_between() {
     let out = ns.exec("ping -c 2 -i 0.2 -W 2 10.98.9.2");
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 
-    // Idle: once the ARP retries and ping jobs are over, the stack thread does not wake.
+    // Idle: once the ARP retries, ping jobs and the link-local addresses' DAD (which ends
+    // with an advertisement every node hears) are over, the stack thread does not wake.
+    for p in peers.iter().chain([&node]) {
+        p.ok("ifconfig -w 5");
+    }
     std::thread::sleep(Duration::from_millis(300));
     let before = thread_switches(node.pid());
     std::thread::sleep(Duration::from_secs(2));
@@ -197,7 +201,10 @@ fn a_node_on_a_netbsd_mode_bus_answers_and_does_not_wake_while_idle() {
     // The bus's file watcher (NetBSD kernels wake through the file, not our futex) is there...
     let names = thread_names(node.pid());
     assert!(names.iter().any(|n| n.starts_with("watch-")), "{names:?}");
-    // ... and sleeps like everything else while nothing happens.
+    // ... and sleeps like everything else while nothing happens (DAD of the link-local
+    // addresses over).
+    node.ok("ifconfig -w 5");
+    peer.ok("ifconfig -w 5");
     std::thread::sleep(Duration::from_millis(300));
     let before = thread_switches(node.pid());
     std::thread::sleep(Duration::from_secs(2));

@@ -352,8 +352,7 @@ fn tool(cmd: &str, args: &[&str]) -> String {
 
 #[test]
 fn tcpdump_and_tshark_decode_a_dual_stack_capture_without_complaint() {
-    if !shmlab_tests::prereq::have_tool("tcpdump") || !shmlab_tests::prereq::have_tool("tshark")
-    {
+    if !shmlab_tests::prereq::have_tool("tcpdump") || !shmlab_tests::prereq::have_tool("tshark") {
         return;
     }
     let dir = tempdir();
@@ -395,7 +394,10 @@ fn tcpdump_and_tshark_decode_a_dual_stack_capture_without_complaint() {
     ] {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
     }
-    let expert = tool("tshark", &["-n", "-r", pcap.to_str().unwrap(), "-q", "-z", "expert"]);
+    let expert = tool(
+        "tshark",
+        &["-n", "-r", pcap.to_str().unwrap(), "-q", "-z", "expert"],
+    );
     for bad in ["Malformed", "Bad checksum", "bad checksum", "[incorrect"] {
         assert!(!expert.contains(bad), "tshark found {bad:?}:\n{expert}");
     }
