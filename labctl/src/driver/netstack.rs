@@ -56,13 +56,15 @@ pub fn config_commands(node: &Node, bus_path: impl Fn(&str) -> PathBuf) -> Vec<V
         .iter()
         .any(|i| i.addrs.iter().any(|a| !a.value.is_v4()));
     // Lab addresses are unique by validation, so duplicate address detection would only keep
-    // them unusable for a second (Linux nodes get `nodad` for the same reason); a topology
-    // that wants DAD sets net.inet6.ip6.dad_count itself, and that goes first too.
+    // a node with IPv6 addresses unable to use them for a second (Linux nodes get `nodad` for
+    // the same reason); a topology that wants DAD sets net.inet6.ip6.dad_count itself, and
+    // that goes first too. (Nodes without IPv6 addresses keep DAD for their link-local ones.)
     let dad = "net.inet6.ip6.dad_count";
     let dad_count = node.sysctl.iter().find(|(k, _)| k.as_str() == dad);
     match dad_count {
         Some((k, v)) => cmds.push(s(&["sysctl", "-w", &format!("{k}={v}")])),
-        None => cmds.push(s(&["sysctl", "-w", &format!("{dad}=0")])),
+        None if v6 => cmds.push(s(&["sysctl", "-w", &format!("{dad}=0")])),
+        None => {}
     }
     for ifc in &node.interfaces {
         let name = ifc.name.value.as_str();
