@@ -157,13 +157,25 @@ fn routers_forward_ipv6_decrement_the_hop_limit_and_report_exhaustion() {
     let out = c.h2.ok("ping6 -c 1 fd00:1::2");
     assert!(out.contains("1 packets received"), "{out}");
 
+    let tr = c.h1.ok("traceroute6 -n -q 1 fd00:3::2");
+    let lines: Vec<&str> = tr.lines().collect();
+    assert!(
+        lines[0].starts_with("traceroute6 to fd00:3::2 (fd00:3::2), 30 hops max"),
+        "{tr}"
+    );
+    assert!(lines[1].starts_with(" 1  fd00:1::1  "), "{tr}");
+    assert!(lines[2].starts_with(" 2  fd00:2::2  "), "{tr}");
+    assert!(lines[3].starts_with(" 3  fd00:3::2  "), "{tr}");
+    assert_eq!(lines.len(), 4, "{tr}");
+
     // Hop limit 1 dies at the first router, which says so from its near side (ping6 shows
     // errors with -v, as NetBSD's does).
     let o =
         c.h1.run(&["ping6", "-v", "-c", "1", "-h", "1", "fd00:3::2"]);
     assert_ne!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("fd00:1::1"), "{o:?}");
-    assert_eq!(c.r1.drops("ip6_hop_limit_exceeded"), 1);
+    // The traceroute's first probe, then this ping.
+    assert_eq!(c.r1.drops("ip6_hop_limit_exceeded"), 2);
     assert!(c.h1.counter("icmp6_in") >= 3);
 
     // Forwarding off: the router neither forwards nor answers for others.

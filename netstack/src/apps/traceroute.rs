@@ -1,7 +1,7 @@
-//! traceroute: UDP probes with increasing TTL; routers answer time-exceeded, the destination
-//! port-unreachable. One probe outstanding at a time.
+//! traceroute and traceroute6: UDP probes with increasing TTL (hop limit); routers answer
+//! time-exceeded, the destination port-unreachable. One probe outstanding at a time.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::control::Output;
 use crate::stack::{IcmpEvent, IcmpMsg, OutIp, Stack};
 use crate::wire::icmp::{self, Icmp};
+use crate::wire::icmpv6::{self, Icmpv6};
 use crate::wire::ipv4::{parse_quoted, PROTO_UDP};
+use crate::wire::ipv6;
 use crate::wire::udp::{self, Udp};
 use crate::wire::PacketBuf;
 
@@ -18,7 +20,7 @@ pub const BASE_PORT: u16 = 33434;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub first_ttl: u8,
     pub max_ttl: u8,
     pub nqueries: u8,
@@ -61,8 +63,13 @@ pub struct Traceroute {
 impl Traceroute {
     pub fn start(cfg: Config, ident: u16, out: &Output) -> Traceroute {
         if !cfg.json {
+            let name = if cfg.dst.is_ipv6() {
+                "traceroute6"
+            } else {
+                "traceroute"
+            };
             out.out(format!(
-                "traceroute to {0} ({0}), {1} hops max, {2} byte packets",
+                "{name} to {0} ({0}), {1} hops max, {2} byte packets",
                 cfg.dst, cfg.max_ttl, cfg.packet_len
             ));
         }
@@ -111,26 +118,32 @@ impl Traceroute {
         // Send the next probe.
         let port = self.next_port;
         self.next_port = self.next_port.wrapping_add(1);
-        let Some(src) = stack.source_for(self.cfg.dst) else {
+        let Some(src) = stack.source_for_ip(self.cfg.dst) else {
             out.err(format!("traceroute: {}: No route to host", self.cfg.dst));
             return Some(1);
         };
-        let data = vec![0u8; self.cfg.packet_len.saturating_sub(28)];
-        let payload = PacketBuf::from_slice(&udp::emit(
-            src,
-            self.cfg.dst,
-            &Udp {
-                src_port: self.src_port,
-                dst_port: port,
-                payload: &data,
-            },
-        ));
+        let headers = if self.cfg.dst.is_ipv6() { 48 } else { 28 };
+        let data = vec![0u8; self.cfg.packet_len.saturating_sub(headers)];
+        let udp = Udp {
+            src_port: self.src_port,
+            dst_port: port,
+            payload: &data,
+        };
+        let payload = match (src, self.cfg.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuf::from_slice(&udp::emit(s, d, &udp)),
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let mut b = PacketBuf::new();
+                udp::emit_v6(s, d, &udp, &mut b);
+                b
+            }
+            _ => return Some(1),
+        };
         self.outstanding = Some((port, now));
         let r = stack.ip_output(
             now,
             OutIp {
-                src: Some(IpAddr::V4(src)),
-                dst: IpAddr::V4(self.cfg.dst),
+                src: Some(src),
+                dst: self.cfg.dst,
                 proto: PROTO_UDP,
                 ttl: Some(self.ttl),
                 df: false,
@@ -200,30 +213,53 @@ impl Traceroute {
     }
 
     pub fn on_icmp(&mut self, now: Instant, ev: &IcmpEvent<'_>, out: &Output) -> bool {
-        let IcmpMsg::V4(msg) = &ev.msg else {
-            return false;
-        };
-        let msg = *msg;
-        let (quoted, annotation, final_hop) = match msg {
-            Icmp::TimeExceeded { quoted, .. } => (quoted, String::new(), false),
-            Icmp::Unreachable { code, quoted, .. } => {
-                let a = match code {
-                    icmp::UNREACH_PORT if ev.src == IpAddr::V4(self.cfg.dst) => "",
-                    icmp::UNREACH_PORT => "!P",
-                    icmp::UNREACH_NET => "!N",
-                    icmp::UNREACH_HOST => "!H",
-                    icmp::UNREACH_PROTOCOL => "!P",
-                    icmp::UNREACH_NEEDFRAG => "!F",
-                    _ => "!",
+        let at_dst = ev.src == self.cfg.dst;
+        // (quoted packet's ports, annotation, whether the trace ends here)
+        let (ports, annotation, final_hop) = match &ev.msg {
+            IcmpMsg::V4(m) => {
+                let (quoted, annotation, final_hop) = match *m {
+                    Icmp::TimeExceeded { quoted, .. } => (quoted, "", false),
+                    Icmp::Unreachable { code, quoted, .. } => {
+                        let a = match code {
+                            icmp::UNREACH_PORT if at_dst => "",
+                            icmp::UNREACH_PORT => "!P",
+                            icmp::UNREACH_NET => "!N",
+                            icmp::UNREACH_HOST => "!H",
+                            icmp::UNREACH_PROTOCOL => "!P",
+                            icmp::UNREACH_NEEDFRAG => "!F",
+                            _ => "!",
+                        };
+                        (quoted, a, true)
+                    }
+                    _ => return false,
                 };
-                (quoted, a.to_string(), true)
+                let q = parse_quoted(quoted).filter(|q| q.proto == PROTO_UDP);
+                (q.and_then(|q| q.ports()), annotation, final_hop)
             }
-            _ => return false,
+            IcmpMsg::V6(m) => {
+                // NetBSD traceroute6's annotations.
+                let (quoted, annotation, final_hop) = match *m {
+                    Icmpv6::TimeExceeded { quoted, .. } => (quoted, "", false),
+                    Icmpv6::DestUnreachable { code, quoted } => {
+                        let a = match code {
+                            icmpv6::UNREACH_PORT if at_dst => "",
+                            icmpv6::UNREACH_PORT => "!P",
+                            icmpv6::UNREACH_NO_ROUTE => "!N",
+                            icmpv6::UNREACH_ADMIN => "!P",
+                            icmpv6::UNREACH_BEYOND_SCOPE => "!S",
+                            icmpv6::UNREACH_ADDRESS => "!A",
+                            _ => "!",
+                        };
+                        (quoted, a, true)
+                    }
+                    _ => return false,
+                };
+                let q = ipv6::parse_quoted(quoted).filter(|q| q.upper == ipv6::UDP);
+                (q.and_then(|q| q.ports()), annotation, final_hop)
+            }
         };
-        let Some(q) = parse_quoted(quoted) else {
-            return false;
-        };
-        let Some((sport, dport)) = q.ports().filter(|_| q.proto == PROTO_UDP) else {
+        let annotation = annotation.to_string();
+        let Some((sport, dport)) = ports else {
             return false;
         };
         if sport != self.src_port {

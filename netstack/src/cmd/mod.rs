@@ -83,6 +83,11 @@ pub const COMMANDS: &[(&str, &str, Handler)] = &[
         "show the routers on the path to a host",
         traceroute::run,
     ),
+    (
+        "traceroute6",
+        "show the routers on the IPv6 path to a host",
+        traceroute::run,
+    ),
 ];
 
 fn help(_: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {

@@ -1,11 +1,11 @@
-//! `traceroute`: options in NetBSD style; the probing runs as a job
-//! (see [`crate::apps::traceroute`]).
+//! `traceroute` and `traceroute6`: options in NetBSD style; the probing runs as a job
+//! (see [`crate::apps::traceroute`]). `traceroute` takes an IPv6 address too.
 
 use std::time::Duration;
 
 use clap::Parser;
 
-use super::{parse, parse_addr, CmdError, Ctx, Done};
+use super::{parse, CmdError, Ctx, Done};
 use crate::apps::traceroute::{Config, Traceroute};
 use crate::apps::Job;
 use crate::stack::Stack;
@@ -40,7 +40,16 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     let Some(a) = parse::<Args>(ctx)? else {
         return Ok(Done::Exit(0));
     };
-    let dst = parse_addr(&a.host)?;
+    let six = ctx.argv.first().is_some_and(|c| c.ends_with("traceroute6"));
+    let dst: std::net::IpAddr = a
+        .host
+        .parse()
+        .map_err(|_| CmdError::usage(format!("{}: not a numeric address", a.host)))?;
+    if six && dst.is_ipv4() {
+        return Err(CmdError::usage(format!(
+            "{dst}: traceroute6 takes an IPv6 address (use traceroute)"
+        )));
+    }
     if a.max_ttl == 0 || a.first_ttl == 0 || a.first_ttl > a.max_ttl {
         return Err(CmdError::usage(
             "need 1 <= first ttl (-f) <= max ttl (-m) <= 255",
@@ -55,7 +64,7 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     if !(28..=65000).contains(&a.packetlen) {
         return Err(CmdError::usage("packetlen must be 28..65000"));
     }
-    if stack.source_for(dst).is_none() {
+    if stack.source_for_ip(dst).is_none() {
         return Err(CmdError::fail(format!("{dst}: No route to host")));
     }
     let cfg = Config {

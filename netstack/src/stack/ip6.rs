@@ -237,6 +237,18 @@ impl Stack {
         let _ = self.output6(now, pkt, hop, Origin::Forwarded { in_if });
     }
 
+    /// The source address this node uses towards `dst`, of either family.
+    pub fn source_for_ip(&self, dst: IpAddr) -> Option<IpAddr> {
+        match dst {
+            IpAddr::V4(d) => self.source_for(d).map(IpAddr::V4),
+            IpAddr::V6(d) if self.is_local_addr(dst) => Some(IpAddr::V6(d)),
+            IpAddr::V6(d) => {
+                let hop = self.routes6.lookup(d)?;
+                self.source_for6(d, hop.ifindex).map(IpAddr::V6)
+            }
+        }
+    }
+
     /// The source address for `dst` out of interface `ifindex` (RFC 6724, simplified): the
     /// same scope as the destination, preferring a non-deprecated address on `dst`'s prefix.
     pub fn source_for6(&self, dst: Ipv6Addr, ifindex: u32) -> Option<Ipv6Addr> {

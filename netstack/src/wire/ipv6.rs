@@ -678,6 +678,16 @@ pub struct Quoted<'a> {
     pub l4: &'a [u8],
 }
 
+impl Quoted<'_> {
+    /// Source and destination port of a quoted UDP or TCP header.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match *self.l4 {
+            [a, b, c, d, ..] => Some((u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]))),
+            _ => None,
+        }
+    }
+}
+
 pub fn parse_quoted(buf: &[u8]) -> Option<Quoted<'_>> {
     let h = parse_header_fields(buf)?;
     if buf.first()? >> 4 != 6 {
