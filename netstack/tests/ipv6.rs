@@ -244,11 +244,24 @@ fn malformed_ipv6_on_the_bus_is_counted_and_the_node_keeps_working() {
     for _ in 0..40 {
         chain.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
     }
+    // A neighbour solicitation for a's address, well formed but with hop limit 64 (frame()
+    // writes 64), which RFC 4861 says to drop: an off-link forgery.
+    let mut ns = netstack::wire::PacketBuf::new();
+    netstack::wire::icmpv6::emit(
+        src.into(),
+        dst.into(),
+        &netstack::wire::icmpv6::Icmpv6::NeighborSolicit {
+            target: dst.into(),
+            source_mac: Some(netstack::wire::Mac([0xb2, 0xa0, 9, 9, 9, 9])),
+        },
+        &mut ns,
+    );
     let bad = [
         frame(58, 200, &[128, 0, 0, 0]),
         frame(60, 16, &[58, 5, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
         frame(60, chain.len() as u16, &chain),
         frame(44, 4, &[58, 0, 0, 1]),
+        frame(58, ns.len() as u16, ns.data()),
     ];
     for f in &bad {
         port.send(f).unwrap();
@@ -256,13 +269,14 @@ fn malformed_ipv6_on_the_bus_is_counted_and_the_node_keeps_working() {
     std::thread::sleep(Duration::from_millis(200));
     let out = b.ok("ping6 -c 1 fd00:5::1");
     assert!(out.contains("1 packets received"), "{out}");
+    assert_eq!(a.drops("nd_bad_hop_limit"), 1);
     let v = a.json("netstat -s");
     let drops = &v["drops"];
     let total: u64 = drops
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(k, _)| k.starts_with("ip6") || k.starts_with("frag6"))
+        .filter(|(k, _)| k.starts_with("ip6") || k.starts_with("frag6") || k.starts_with("nd_"))
         .map(|(_, v)| v.as_u64().unwrap_or(0))
         .sum();
     assert!(total >= bad.len() as u64, "{v}");
