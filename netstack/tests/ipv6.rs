@@ -6,14 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{tempdir, Netns, Node};
-
-fn mac_text(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+use common::{mac_text, tempdir, Netns, Node};
 
 /// The modified EUI-64 link-local address of `mac` (RFC 4291 appendix A), computed here
 /// independently of the stack.

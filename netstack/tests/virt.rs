@@ -6,14 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{tempdir, Netns, Node};
-
-fn mac_text(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+use common::{mac_text, tempdir, Netns, Node};
 
 #[test]
 fn virt0_create_attaches_tap0_and_the_host_side_pings_the_node() {

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use super::icmp::{ErrorKind6, IcmpEvent, IcmpMsg};
-use super::output::{Origin, OutIp, Policy, SendError};
+use super::output::{Origin, OutIp, SendError};
 use super::reasm::Fragment6;
 use super::route::NextHop;
 use super::Stack;
@@ -367,19 +367,10 @@ impl Stack {
         hop: NextHop<Ipv6Addr>,
         origin: Origin,
     ) -> Result<(), SendError> {
-        let pkt = match self.ipsec_output(pkt) {
-            Policy::Pass(p) => p,
-            Policy::Discard => return Ok(()),
+        let Some((pkt, mtu)) = self.egress(pkt, hop.ifindex, DropReason::Ip6NoRoute)? else {
+            return Ok(());
         };
-        let Some(iface) = self.iface_by_index(hop.ifindex) else {
-            self.stats.drop(DropReason::Ip6NoRoute);
-            return Err(SendError::NoRoute);
-        };
-        if !iface.running() {
-            self.stats.drop(DropReason::IfDown);
-            return Err(SendError::Down);
-        }
-        let link_mtu = iface.mtu.max(ipv6::MIN_MTU);
+        let link_mtu = mtu.max(ipv6::MIN_MTU);
         if pkt.len() <= link_mtu && origin != Origin::Local {
             self.link_output6(now, hop.ifindex, hop.addr, pkt);
             return Ok(());

@@ -139,6 +139,29 @@ impl Stack {
         Policy::Pass(pkt)
     }
 
+    /// Stage 3 and the start of 4 for both families: the IPsec hook, then the outgoing
+    /// interface, which must be running. Ok(None): policy discarded the packet.
+    pub(super) fn egress(
+        &mut self,
+        pkt: PacketBuf,
+        ifindex: u32,
+        no_route: DropReason,
+    ) -> Result<Option<(PacketBuf, usize)>, SendError> {
+        let pkt = match self.ipsec_output(pkt) {
+            Policy::Pass(p) => p,
+            Policy::Discard => return Ok(None),
+        };
+        let Some(iface) = self.iface_by_index(ifindex) else {
+            self.stats.drop(no_route);
+            return Err(SendError::NoRoute);
+        };
+        if !iface.running() {
+            self.stats.drop(DropReason::IfDown);
+            return Err(SendError::Down);
+        }
+        Ok(Some((pkt, iface.mtu)))
+    }
+
     /// Stages 3 to 5 for a routed IPv4 packet (header complete, TTL final).
     pub(super) fn output4(
         &mut self,
@@ -147,19 +170,9 @@ impl Stack {
         hop: NextHop<Ipv4Addr>,
         origin: Origin,
     ) -> Result<(), SendError> {
-        let pkt = match self.ipsec_output(pkt) {
-            Policy::Pass(p) => p,
-            Policy::Discard => return Ok(()),
+        let Some((pkt, mtu)) = self.egress(pkt, hop.ifindex, DropReason::IpNoRoute)? else {
+            return Ok(());
         };
-        let Some(iface) = self.iface_by_index(hop.ifindex) else {
-            self.stats.drop(DropReason::IpNoRoute);
-            return Err(SendError::NoRoute);
-        };
-        if !iface.running() {
-            self.stats.drop(DropReason::IfDown);
-            return Err(SendError::Down);
-        }
-        let mtu = iface.mtu;
         if pkt.len() <= mtu {
             self.link_output4(now, hop.ifindex, hop.addr, pkt);
             return Ok(());

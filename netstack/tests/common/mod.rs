@@ -189,6 +189,14 @@ impl Drop for Node {
     }
 }
 
+/// A MAC address as `ip` and our commands print it.
+pub fn mac_text(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("netstack-test")
