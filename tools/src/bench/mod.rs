@@ -39,7 +39,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "ping",
-        about: "netstack ping RTT and flood-ping transactions/s (one bus, one router) vs Linux veth; idle node RSS",
+        about: "netstack ping RTT, IPv4 and IPv6, and flood-ping transactions/s (one bus, one router) vs Linux veth; idle node RSS",
         run: ping::run,
     },
     Suite {

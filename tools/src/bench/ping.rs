@@ -1,13 +1,15 @@
 //! The `ping` suite: ICMP echo round-trip times between netstack nodes, on one bus and across one
 //! router, next to the Linux kernel over veth pairs between network namespaces measured in the
-//! same run; and the resident memory of idle nodes.
+//! same run, in IPv4 and IPv6; and the resident memory of idle nodes.
 //!
 //! Nodes are release-built `netstack` processes (`--foreground`, so the suite owns them) in a
 //! lab directory on tmpfs, driven with `netstack-ctl`. RTTs are the per-reply times of
-//! `ping -i 0.01 --json` as the node measures them; the kernel's come from the per-reply lines of
-//! iputils `ping -i 0.01` run inside a namespace. Every path gets a few warm-up pings first (ARP),
-//! and the repeats are interleaved path by path so a noisy moment on the shared machine hits all
-//! paths alike. The veth baseline needs root; without it the suite says so and runs the rest.
+//! `ping -i 0.01 --json` (`ping6` for IPv6) as the node measures them; the kernel's come from the
+//! per-reply lines of iputils `ping -4 -i 0.01` (`-6` for IPv6) run inside a namespace. Both
+//! families run over the same nodes, buses, namespaces and veth pairs, which carry an address of
+//! each. Every path gets a few warm-up pings first (ARP, NDP), and the repeats are interleaved
+//! path by path so a noisy moment on the shared machine hits all paths alike. The veth baseline
+//! needs root; without it the suite says so and runs the rest.
 //! So do the Linux-node rows: a namespace joined to a bus by `virtif-bridge` (a tap in the
 //! namespace, frames copied to and from the bus), as labctl's `kind = "linux"` nodes are, pinging
 //! and pinged by a netstack node on that bus: the veth pair row shows what the tap bridge costs.
@@ -33,6 +35,89 @@ const RSS_TARGET_KIB: u64 = 4096;
 /// Back-to-back echoes per request/response run (full rows; a quick run does a fifth).
 const RR_COUNT: usize = 20_000;
 
+/// The address family a path is pinged in. Every measured shape is set up in both, on the same
+/// nodes and veth pairs: host `HOST` on subnet `NET` of a `SITE` (0: netstack buses, 199: veth
+/// pairs) is `10.SITE.NET.HOST/24` or `fd00:SITE:NET::HOST/64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    fn host(self, site: u8, net: u8, host: u8) -> String {
+        match self {
+            Family::Ipv4 => format!("10.{site}.{net}.{host}"),
+            Family::Ipv6 => format!("fd00:{site}:{net}::{host}"),
+        }
+    }
+
+    fn cidr(self, site: u8, net: u8, host: u8) -> String {
+        let len = match self {
+            Family::Ipv4 => 24,
+            Family::Ipv6 => 64,
+        };
+        format!("{}/{len}", self.host(site, net, host))
+    }
+
+    /// A row's name: IPv4 rows keep the names they had before there were IPv6 rows.
+    fn row(self, shape: &str) -> String {
+        match self {
+            Family::Ipv4 => shape.to_string(),
+            Family::Ipv6 => format!("{shape}, IPv6"),
+        }
+    }
+
+    /// The row the *÷ veth* columns of this family's rows divide by.
+    fn veth(self) -> String {
+        self.row(VETH_PAIR)
+    }
+
+    /// The node's command: NetBSD's `ping` or `ping6`.
+    fn netstack_ping(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ping",
+            Family::Ipv6 => "ping6",
+        }
+    }
+
+    /// For iputils `ping` and `ip`.
+    fn linux_flag(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "-4",
+            Family::Ipv6 => "-6",
+        }
+    }
+
+    fn netstack_forwarding(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "sysctl -w net.inet.ip.forwarding=1",
+            Family::Ipv6 => "sysctl -w net.inet6.ip6.forwarding=1",
+        }
+    }
+
+    fn kernel_forwarding(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "net.ipv4.ip_forward=1",
+            Family::Ipv6 => "net.ipv6.conf.all.forwarding=1",
+        }
+    }
+
+    /// `route add` on a node takes `-inet` (the default) or `-inet6`.
+    fn route_flag(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "-inet",
+            Family::Ipv6 => "-inet6",
+        }
+    }
+}
+
+/// The kernel's one-bus path, the baseline of the *÷ veth* columns (of each family).
+const VETH_PAIR: &str = "veth pair";
+
 /// What a measured path runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 enum Kind {
@@ -44,22 +129,37 @@ enum Kind {
 
 /// One measured path: how to ping across it.
 struct Probe {
-    name: &'static str,
+    name: String,
     kind: Kind,
-    /// The kernel path with the same shape (ratio column), for netstack paths.
-    same_shape: Option<&'static str>,
+    /// The kernel path with the same shape and family (ratio column), for netstack paths.
+    same_shape: Option<String>,
     pinger: Pinger,
 }
 
-enum Pinger {
-    /// `netstack-ctl SOCKET ping ...`
-    Node {
-        ctl: PathBuf,
-        sock: PathBuf,
-        dst: String,
-    },
-    /// `ip netns exec NS ping ...`
-    Netns { ns: String, dst: String },
+impl Probe {
+    fn family(&self) -> Family {
+        self.pinger.family
+    }
+
+    /// Whether the path gets request/response rows: netstack's `ping6` has no `-f`, and kernel
+    /// IPv6 rows alone would have no netstack rows to compare with.
+    fn floods(&self) -> bool {
+        self.family() == Family::Ipv4
+    }
+}
+
+/// Pings `dst` in `family` from `from`.
+struct Pinger {
+    family: Family,
+    dst: String,
+    from: Pinging,
+}
+
+enum Pinging {
+    /// `netstack-ctl SOCKET ping|ping6 ... --json DST`
+    Node { ctl: PathBuf, sock: PathBuf },
+    /// `ip netns exec NS ping -4|-6 -n ... DST`
+    Netns(String),
 }
 
 /// Replies of one run, in microseconds, and what was lost.
@@ -87,44 +187,36 @@ impl Pinger {
     /// reply arrives (after 10 ms if none does). Our `ping -f`, and iputils `ping -f -q` (root;
     /// `-q` leaves out the dot and backspace per packet, as ours prints only the summary).
     fn flood(&self, count: &str) -> anyhow::Result<Run> {
-        match self {
-            Pinger::Node { ctl, sock, dst } => {
-                let out = run_ok(
-                    Command::new(ctl)
-                        .arg(sock)
-                        .args(["ping", "-f", "-c", count, "--json"])
-                        .arg(dst),
-                )?;
-                parse_netstack_ping(&out)
-            }
-            Pinger::Netns { ns, dst } => {
-                let out = run_ok(
-                    Command::new("ip")
-                        .args(["netns", "exec", ns, "ping", "-n", "-q", "-f", "-c", count])
-                        .arg(dst),
-                )?;
-                parse_iputils_ping(&out)
-            }
+        match self.from {
+            Pinging::Node { .. } => self.run(&["-f", "-c", count]),
+            Pinging::Netns(_) => self.run(&["-q", "-f", "-c", count]),
         }
     }
 
     fn ping(&self, count: &str) -> anyhow::Result<Run> {
-        match self {
-            Pinger::Node { ctl, sock, dst } => {
+        self.run(&["-c", count, "-i", INTERVAL])
+    }
+
+    /// The family's ping with `args` to the destination, its output parsed.
+    fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
+        match &self.from {
+            Pinging::Node { ctl, sock } => {
                 let out = run_ok(
                     Command::new(ctl)
                         .arg(sock)
-                        .args(["ping", "-c", count, "-i", INTERVAL, "--json"])
-                        .arg(dst),
+                        .arg(self.family.netstack_ping())
+                        .args(args)
+                        .arg("--json")
+                        .arg(&self.dst),
                 )?;
                 parse_netstack_ping(&out)
             }
-            Pinger::Netns { ns, dst } => {
+            Pinging::Netns(ns) => {
                 let out = run_ok(
                     Command::new("ip")
-                        .args(["netns", "exec", ns, "ping", "-n", "-c", count, "-i"])
-                        .arg(INTERVAL)
-                        .arg(dst),
+                        .args(["netns", "exec", ns, "ping", self.family.linux_flag(), "-n"])
+                        .args(args)
+                        .arg(&self.dst),
                 )?;
                 parse_iputils_ping(&out)
             }
@@ -156,8 +248,8 @@ fn parse_netstack_ping(out: &str) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-/// Reads iputils output: `64 bytes from A: icmp_seq=1 ttl=64 time=0.045 ms` per reply and
-/// `N packets transmitted, M received, ...`.
+/// Reads iputils output: `64 bytes from A: icmp_seq=1 ttl=64 time=0.045 ms` per reply (the same
+/// with `ping -6`) and `N packets transmitted, M received, ...`.
 fn parse_iputils_ping(out: &str) -> anyhow::Result<Run> {
     let mut run = Run::default();
     for line in out.lines() {
@@ -209,11 +301,14 @@ fn sorted(v: &[f64]) -> Vec<f64> {
 
 /// What only this suite asks of a node.
 impl Node {
-    fn pinger(&self, dst: &str) -> Pinger {
-        Pinger::Node {
-            ctl: self.ctl.clone(),
-            sock: self.sock.clone(),
-            dst: dst.to_string(),
+    fn pinger(&self, family: Family, dst: String) -> Pinger {
+        Pinger {
+            family,
+            dst,
+            from: Pinging::Node {
+                ctl: self.ctl.clone(),
+                sock: self.sock.clone(),
+            },
         }
     }
 
@@ -255,45 +350,66 @@ impl Memory {
     }
 }
 
-/// Two namespaces over one veth pair, and three with the middle one forwarding.
+/// Two namespaces over one veth pair, and three with the middle one forwarding; every veth end
+/// has an address of each family (IPv6 ones `nodad`, usable at once as a node's are after
+/// `ifconfig -w`). The paths of both families.
 fn kernel_paths(ns: &mut Netns) -> anyhow::Result<Vec<Probe>> {
     let (a, b) = (ns.add("a")?, ns.add("b")?);
-    ns.veth(
-        (&a, "veth0", "10.199.0.1/24"),
-        (&b, "veth0", "10.199.0.2/24"),
-    )?;
     let (h1, r, h2) = (ns.add("h1")?, ns.add("r")?, ns.add("h2")?);
-    ns.veth(
-        (&h1, "veth0", "10.199.1.2/24"),
-        (&r, "veth1", "10.199.1.1/24"),
-    )?;
-    ns.veth(
-        (&r, "veth2", "10.199.2.1/24"),
-        (&h2, "veth0", "10.199.2.2/24"),
-    )?;
-    ns.exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-    ns.exec(&h1, &["ip", "route", "add", "default", "via", "10.199.1.1"])?;
-    ns.exec(&h2, &["ip", "route", "add", "default", "via", "10.199.2.1"])?;
-    Ok(vec![
-        Probe {
-            name: "veth pair",
+    // (namespace, interface, net, host) of each veth end, a pair's two ends one after the other.
+    let ends = [
+        (&a, "veth0", 0, 1),
+        (&b, "veth0", 0, 2),
+        (&h1, "veth0", 1, 2),
+        (&r, "veth1", 1, 1),
+        (&r, "veth2", 2, 1),
+        (&h2, "veth0", 2, 2),
+    ];
+    let v4 = |e: &(&String, &str, u8, u8)| Family::Ipv4.cidr(199, e.2, e.3);
+    for pair in ends.chunks(2) {
+        let (x, y) = (&pair[0], &pair[1]);
+        ns.veth((x.0, x.1, &v4(x)), (y.0, y.1, &v4(y)))?;
+    }
+    for &(n, ifname, net, host) in &ends {
+        let addr = Family::Ipv6.cidr(199, net, host);
+        let add = ["ip", "-6", "addr", "add", &addr, "dev", ifname, "nodad"];
+        ns.exec(n, &add)?;
+    }
+    let mut probes = Vec::new();
+    for fam in Family::ALL {
+        ns.exec(&r, &["sysctl", "-qw", fam.kernel_forwarding()])?;
+        for (host, net) in [(&h1, 1), (&h2, 2)] {
+            let gw = fam.host(199, net, 1);
+            let add = [
+                "ip",
+                fam.linux_flag(),
+                "route",
+                "add",
+                "default",
+                "via",
+                &gw,
+            ];
+            ns.exec(host, &add)?;
+        }
+        let netns = |from: &String, net, host| Pinger {
+            family: fam,
+            dst: fam.host(199, net, host),
+            from: Pinging::Netns(from.clone()),
+        };
+        probes.push(Probe {
+            name: fam.veth(),
             kind: Kind::Kernel,
             same_shape: None,
-            pinger: Pinger::Netns {
-                ns: a,
-                dst: "10.199.0.2".into(),
-            },
-        },
-        Probe {
-            name: "veth, router namespace",
+            pinger: netns(&a, 0, 2),
+        });
+        probes.push(Probe {
+            name: fam.row("veth, router namespace"),
             kind: Kind::Kernel,
             same_shape: None,
-            pinger: Pinger::Netns {
-                ns: h1,
-                dst: "10.199.2.2".into(),
-            },
-        },
-    ])
+            pinger: netns(&h1, 2, 2),
+        });
+    }
+    Ok(probes)
 }
 
 /// A Linux namespace joined to a bus by a `virtif-bridge` process, and a netstack node on that
@@ -323,19 +439,20 @@ fn linux_node_paths(
     linux.peer.iface("shmif0", &bus, "10.199.5.2/24")?;
     let probes = vec![
         Probe {
-            name: "Linux node → netstack node, one bus (tap bridge)",
+            name: "Linux node → netstack node, one bus (tap bridge)".into(),
             kind: Kind::LinuxNode,
-            same_shape: Some("veth pair"),
-            pinger: Pinger::Netns {
-                ns: lx,
+            same_shape: Some(Family::Ipv4.veth()),
+            pinger: Pinger {
+                family: Family::Ipv4,
                 dst: "10.199.5.2".into(),
+                from: Pinging::Netns(lx),
             },
         },
         Probe {
-            name: "netstack node → Linux node, one bus (tap bridge)",
+            name: "netstack node → Linux node, one bus (tap bridge)".into(),
             kind: Kind::LinuxNode,
-            same_shape: Some("veth pair"),
-            pinger: linux.peer.pinger("10.199.5.1"),
+            same_shape: Some(Family::Ipv4.veth()),
+            pinger: linux.peer.pinger(Family::Ipv4, "10.199.5.1".into()),
         },
     ];
     Ok((probes, linux))
@@ -344,8 +461,9 @@ fn linux_node_paths(
 /// Statistics of one path over all its runs.
 #[derive(Debug, Serialize)]
 struct PathResult {
-    name: &'static str,
+    name: String,
     kind: Kind,
+    family: Family,
     transmitted: u64,
     received: u64,
     min_us: f64,
@@ -355,7 +473,7 @@ struct PathResult {
     /// Median of each run, to show how much runs differed.
     run_medians_us: Vec<f64>,
     #[serde(skip)]
-    same_shape: Option<&'static str>,
+    same_shape: Option<String>,
 }
 
 impl PathResult {
@@ -363,8 +481,9 @@ impl PathResult {
         let all: Vec<f64> = runs.iter().flat_map(|r| r.rtt_us.iter().copied()).collect();
         let s = sorted(&all);
         PathResult {
-            name: p.name,
+            name: p.name.clone(),
             kind: p.kind,
+            family: p.family(),
             transmitted: runs.iter().map(|r| r.transmitted).sum(),
             received: runs.iter().map(|r| r.received).sum(),
             min_us: s.first().copied().unwrap_or(f64::NAN),
@@ -375,7 +494,7 @@ impl PathResult {
                 .iter()
                 .map(|r| percentile(&sorted(&r.rtt_us), 50.0))
                 .collect(),
-            same_shape: p.same_shape,
+            same_shape: p.same_shape.clone(),
         }
     }
 
@@ -392,8 +511,9 @@ impl PathResult {
 /// Request/response rate of one path over its flood runs.
 #[derive(Debug, Serialize)]
 struct RrResult {
-    name: &'static str,
+    name: String,
     kind: Kind,
+    family: Family,
     transmitted: u64,
     received: u64,
     /// Median over the runs of replies / elapsed.
@@ -401,7 +521,7 @@ struct RrResult {
     /// Transactions/s of each run, lowest first.
     tps_runs: Vec<f64>,
     #[serde(skip)]
-    same_shape: Option<&'static str>,
+    same_shape: Option<String>,
 }
 
 impl RrResult {
@@ -415,13 +535,14 @@ impl RrResult {
             .collect::<anyhow::Result<Vec<f64>>>()?;
         let tps_runs = sorted(&tps_runs);
         Ok(RrResult {
-            name: p.name,
+            name: p.name.clone(),
             kind: p.kind,
+            family: p.family(),
             transmitted: runs.iter().map(|r| r.transmitted).sum(),
             received: runs.iter().map(|r| r.received).sum(),
             tps: percentile(&tps_runs, 50.0),
             tps_runs,
-            same_shape: p.same_shape,
+            same_shape: p.same_shape.clone(),
         })
     }
 
@@ -453,40 +574,56 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
     let mem_bus = idle.memory()?;
     drop(idle);
 
-    // One bus: a -- lan -- b.
+    // One bus: a -- lan -- b. One router: h1 -- n1 -- r -- n2 -- h2.
     let a = Node::start(&bin, &ctl, dir, "a")?;
     let b = Node::start(&bin, &ctl, dir, "b")?;
-    a.iface("shmif0", &dir.join("lan.bus"), "10.0.1.1/24")?;
-    b.iface("shmif0", &dir.join("lan.bus"), "10.0.1.2/24")?;
-    // One router: h1 -- n1 -- r -- n2 -- h2.
     let h1 = Node::start(&bin, &ctl, dir, "h1")?;
     let r = Node::start(&bin, &ctl, dir, "r")?;
     let h2 = Node::start(&bin, &ctl, dir, "h2")?;
-    h1.iface("shmif0", &dir.join("n1.bus"), "10.0.11.2/24")?;
-    r.iface("shmif0", &dir.join("n1.bus"), "10.0.11.1/24")?;
-    r.iface("shmif1", &dir.join("n2.bus"), "10.0.12.1/24")?;
-    h2.iface("shmif0", &dir.join("n2.bus"), "10.0.12.2/24")?;
-    r.cmd("sysctl -w net.inet.ip.forwarding=1")?;
-    h1.cmd("route add default 10.0.11.1")?;
-    h2.cmd("route add default 10.0.12.1")?;
+    // (node, interface, bus, net, host): an address of each family on every interface.
+    let links = [
+        (&a, "shmif0", "lan", 1, 1),
+        (&b, "shmif0", "lan", 1, 2),
+        (&h1, "shmif0", "n1", 11, 2),
+        (&r, "shmif0", "n1", 11, 1),
+        (&r, "shmif1", "n2", 12, 1),
+        (&h2, "shmif0", "n2", 12, 2),
+    ];
+    for &(node, ifname, bus, net, host) in &links {
+        let bus = dir.join(format!("{bus}.bus"));
+        node.iface(ifname, &bus, &Family::Ipv4.cidr(0, net, host))?;
+        let addr6 = Family::Ipv6.cidr(0, net, host);
+        node.cmd(&format!("ifconfig {ifname} inet6 {addr6}"))?;
+    }
+    // Duplicate address detection (about a second) on all at once: until it is over, an IPv6
+    // address is tentative and its prefix no connected network to route through.
+    for node in [&a, &b, &h1, &r, &h2] {
+        node.cmd("ifconfig -w 5")?;
+    }
+    let mut paths = Vec::new();
+    for fam in Family::ALL {
+        r.cmd(fam.netstack_forwarding())?;
+        for (host, net) in [(&h1, 11), (&h2, 12)] {
+            let (flag, gw) = (fam.route_flag(), fam.host(0, net, 1));
+            host.cmd(&format!("route add {flag} default {gw}"))?;
+        }
+        paths.push(Probe {
+            name: fam.row("netstack, one bus"),
+            kind: Kind::Netstack,
+            same_shape: Some(fam.veth()),
+            pinger: a.pinger(fam, fam.host(0, 1, 2)),
+        });
+        paths.push(Probe {
+            name: fam.row("netstack, one router"),
+            kind: Kind::Netstack,
+            same_shape: Some(fam.row("veth, router namespace")),
+            pinger: h1.pinger(fam, fam.host(0, 12, 2)),
+        });
+    }
     let bus_mib = std::fs::metadata(dir.join("lan.bus"))
         .map(|m| m.len() as f64 / (1 << 20) as f64)
         .context("reading the bus file size")?;
 
-    let mut paths = vec![
-        Probe {
-            name: "netstack, one bus",
-            kind: Kind::Netstack,
-            same_shape: Some("veth pair"),
-            pinger: a.pinger("10.0.1.2"),
-        },
-        Probe {
-            name: "netstack, one router",
-            kind: Kind::Netstack,
-            same_shape: Some("veth, router namespace"),
-            pinger: h1.pinger("10.0.12.2"),
-        },
-    ];
     let mut netns = Netns::default();
     let mut linux_node = None;
     let kernel_note = if !is_root() {
@@ -516,6 +653,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             }
         }
     };
+    // IPv4 rows first, in the order they were set up; IPv6 the same below them.
+    paths.sort_by_key(Probe::family);
 
     for p in &paths {
         p.pinger
@@ -539,15 +678,16 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         ("a (one bus), after the pings", a.memory()?),
         ("r (router, two buses), after the pings", r.memory()?),
     ];
-    // Request/response: back-to-back echoes, also interleaved path by path.
+    // Request/response: back-to-back echoes, also interleaved path by path (IPv4 paths only).
+    let rr_paths: Vec<&Probe> = paths.iter().filter(|p| p.floods()).collect();
     let rr_count = if count >= 1000 {
         RR_COUNT
     } else {
         RR_COUNT / 5
     };
-    let mut rr_runs: Vec<Vec<Run>> = paths.iter().map(|_| Vec::new()).collect();
+    let mut rr_runs: Vec<Vec<Run>> = rr_paths.iter().map(|_| Vec::new()).collect();
     for rep in 0..ctx.repeats {
-        for (p, rs) in paths.iter().zip(rr_runs.iter_mut()) {
+        for (p, rs) in rr_paths.iter().zip(rr_runs.iter_mut()) {
             eprintln!(
                 "bench ping: {} (flood, {rr_count} echoes, run {}/{})",
                 p.name,
@@ -570,7 +710,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
         .zip(&runs)
         .map(|(p, rs)| PathResult::new(p, rs))
         .collect();
-    let rr: Vec<RrResult> = paths
+    let rr: Vec<RrResult> = rr_paths
         .iter()
         .zip(&rr_runs)
         .map(|(p, rs)| RrResult::new(p, rs))
@@ -605,7 +745,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SuiteReport> {
             "request_response": {
                 "count_per_run": rr_count,
                 "paths": rr,
-                "raw_runs": paths.iter().zip(&rr_runs).map(|(p, rs)| json!({
+                "raw_runs": rr_paths.iter().zip(&rr_runs).map(|(p, rs)| json!({
                     "path": p.name,
                     "runs": rs.iter().map(|r| json!({
                         "transmitted": r.transmitted,
@@ -640,10 +780,16 @@ fn markdown(
          *spread* is (max − min) / median of the per-run medians. netstack paths are \
          release-built nodes on {bus_mib} MiB buses (the default size) in /dev/shm, timed by the node's own `ping --json`; \
          kernel paths are iputils `ping` between network namespaces over veth pairs (the router \
-         namespace has `net.ipv4.ip_forward=1`). The tap bridge rows put a Linux namespace on a bus \
-         through `virtif-bridge` (labctl's `kind = \"linux\"` nodes) with a netstack node at the \
-         other end; the arrow is the direction of the echo request. *÷ veth* divides by the veth \
-         pair row; *÷ same path* divides a row by the kernel row of the same shape.\n\n",
+         namespace has `net.ipv4.ip_forward=1`). The *IPv6* rows ping the same shapes over the \
+         same nodes, buses, namespaces and veth pairs, every interface having an IPv6 address \
+         besides its IPv4 one: on the nodes from `ifconfig shmif0 inet6 fd00:…/64`, measured once \
+         `ifconfig -w` saw duplicate address detection end, with `ping6 --json` (the router has \
+         `net.inet6.ip6.forwarding=1`); on the veth ends added with `nodad`, with iputils \
+         `ping -6` (the router namespace has `net.ipv6.conf.all.forwarding=1`). The tap bridge \
+         rows (IPv4 only) put a Linux namespace on a bus through `virtif-bridge` (labctl's \
+         `kind = \"linux\"` nodes) with a netstack node at the other end; the arrow is the \
+         direction of the echo request. *÷ veth* divides by the veth pair row of the same \
+         family; *÷ same path* divides a row by the kernel row of the same shape and family.\n\n",
         ctx.repeats
     );
     if let Some(n) = kernel_note {
@@ -657,12 +803,10 @@ fn markdown(
     }
     s += "| Path | Replies | Min µs | Median µs | p99 µs | Max µs | Median ÷ veth | p99 ÷ veth | Median ÷ same path | Spread |\n";
     s += "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-    let veth = results.iter().find(|r| r.name == "veth pair");
     for r in results {
-        let same = r
-            .same_shape
-            .and_then(|n| results.iter().find(|k| k.name == n))
-            .map(|k| k.median_us);
+        let find = |name: &str| results.iter().find(|k| k.name == name);
+        let veth = find(&r.family.veth());
+        let same = r.same_shape.as_deref().and_then(find).map(|k| k.median_us);
         s += &format!(
             "| {} | {}/{} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0} % |\n",
             r.name,
@@ -713,8 +857,8 @@ fn rr_markdown(ctx: &Context, count: usize, rr: &[RrResult]) -> String {
         "\n### Request/response (flood ping)\n\nLike netperf's UDP_RR with ICMP echoes: \
          {count} back-to-back echoes per run (the next request as soon as the reply arrives, \
          after 10 ms if none does), {} run(s) per path interleaved path by path, on the same \
-         nodes, buses and namespaces as the table above. netstack paths run the node's \
-         `ping -f -c {count}` (NetBSD's flood flag; the node prints only the summary), kernel \
+         nodes, buses and namespaces as the table above; IPv4 only, as netstack's `ping6` has no \
+         `-f`. netstack paths run the node's `ping -f -c {count}` (NetBSD's flood flag; the node prints only the summary), kernel \
          paths iputils `ping -f -q -c {count}` as root (`-q`: no dot and backspace per packet). \
          *Transactions/s* is replies ÷ the elapsed time the pinger reports (netstack's \
          `elapsed_ms`, iputils' `time Nms`, whole milliseconds), median of the runs; *µs per \
@@ -724,12 +868,10 @@ fn rr_markdown(ctx: &Context, count: usize, rr: &[RrResult]) -> String {
     );
     s += "| Path | Replies | Transactions/s | µs per transaction | ÷ veth | ÷ same path | ≥ veth pair | Spread |\n";
     s += "|:---|---:|---:|---:|---:|---:|:---:|---:|\n";
-    let veth = rr.iter().find(|r| r.name == "veth pair").map(|r| r.tps);
     for r in rr {
-        let same = r
-            .same_shape
-            .and_then(|n| rr.iter().find(|k| k.name == n))
-            .map(|k| k.tps);
+        let find = |name: &str| rr.iter().find(|k| k.name == name).map(|k| k.tps);
+        let veth = find(&r.family.veth());
+        let same = r.same_shape.as_deref().and_then(find);
         let verdict = match (r.kind, veth) {
             (Kind::Netstack, Some(v)) if r.tps >= v => "met",
             (Kind::Netstack, Some(_)) => "not met",
@@ -802,6 +944,39 @@ rtt min/avg/max/mdev = 0.004/0.004/0.089/0.001 ms, ipg/ewma 0.008/0.005 ms
         assert_eq!((r.transmitted, r.received), (10000, 9990));
         assert_eq!(r.elapsed_ms, Some(86.0));
         assert!((r.tps().unwrap() - 9990.0 / 0.086).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ipv6_output_of_both_pingers_parses_too() {
+        let ours = r#"{"type":"start","dst":"fd00:0:1::2","src":"fd00:0:1::1","data_bytes":56}
+{"type":"reply","from":"fd00:0:1::2","seq":0,"ttl":64,"bytes":64,"time_ms":0.183153,"dup":false}
+{"type":"summary","dst":"fd00:0:1::2","transmitted":1,"received":1,"duplicates":0,"errors":0,"loss_percent":0.0,"rtt_ms":{"min":0.18,"avg":0.18,"max":0.18,"stddev":0.0},"elapsed_ms":10.4}
+"#;
+        let r = parse_netstack_ping(ours).unwrap();
+        assert_eq!((r.transmitted, r.received, r.rtt_us.len()), (1, 1, 1));
+
+        let linux = "PING fd00:199:0::2(fd00:199::2) 56 data bytes
+64 bytes from fd00:199::2: icmp_seq=1 ttl=64 time=0.083 ms
+64 bytes from fd00:199::2: icmp_seq=2 ttl=64 time=0.060 ms
+
+--- fd00:199:0::2 ping statistics ---
+2 packets transmitted, 2 received, 0% packet loss, time 15ms
+rtt min/avg/max/mdev = 0.060/0.071/0.083/0.011 ms
+";
+        let r = parse_iputils_ping(linux).unwrap();
+        assert_eq!((r.transmitted, r.received), (2, 2));
+        assert_eq!(r.rtt_us, vec![83.0, 60.0]);
+        assert_eq!(r.elapsed_ms, Some(15.0));
+    }
+
+    #[test]
+    fn families_share_the_address_plan_and_row_names() {
+        assert_eq!(Family::Ipv4.cidr(0, 11, 2), "10.0.11.2/24");
+        assert_eq!(Family::Ipv6.cidr(0, 11, 2), "fd00:0:11::2/64");
+        assert_eq!(Family::Ipv6.host(199, 2, 1), "fd00:199:2::1");
+        assert_eq!(Family::Ipv4.veth(), "veth pair");
+        assert_eq!(Family::Ipv6.veth(), "veth pair, IPv6");
+        assert!(Family::Ipv4 < Family::Ipv6, "IPv4 rows sort first");
     }
 
     #[test]
