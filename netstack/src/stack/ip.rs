@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use super::icmp::{ErrorKind, IcmpEvent, IcmpMsg};
-use super::output::{Origin, OutIp};
+use super::output::{OutIp, SendError};
 use super::Stack;
 use crate::stats::DropReason;
 use crate::wire::icmp::{self, Icmp};
@@ -116,7 +116,9 @@ impl Stack {
         // The one copy of a forwarded packet: into a buffer with room for the link header.
         let mut pkt = PacketBuf::from_slice(d.bytes);
         ipv4::set_ttl(pkt.data_mut(), h.ttl - 1);
-        let _ = self.output4(now, pkt, hop, Origin::Forwarded { in_if });
+        if let Err(SendError::NeedFrag(mtu)) = self.output4(now, pkt, hop) {
+            self.icmp4_error(now, d, Some(in_if), ErrorKind::NeedFrag(mtu));
+        }
     }
 
     /// The source address this node uses towards `dst`.

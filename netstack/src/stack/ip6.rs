@@ -234,7 +234,7 @@ impl Stack {
         self.stats.counters.ip6_forwarded += 1;
         let mut pkt = PacketBuf::from_slice(p.raw);
         ipv6::set_hop_limit(pkt.data_mut(), h.hop_limit - 1);
-        let _ = self.output6(now, pkt, hop, Origin::Forwarded { in_if });
+        let _ = self.output6(now, pkt, hop, Origin::Forwarded);
     }
 
     /// The source address this node uses towards `dst`, of either family.

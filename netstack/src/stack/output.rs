@@ -51,14 +51,17 @@ pub enum SendError {
     Down,
     #[error("Address family not supported by protocol family")]
     NoFamily,
+    /// Too big for the next hop's MTU (given) and not to be fragmented.
+    #[error("Message too long")]
+    NeedFrag(usize),
 }
 
-/// Where a packet entering stage 3 comes from: decides how a packet too big for the link and
-/// not allowed to be fragmented is refused.
+/// Where a packet entering stage 3 comes from: only local packets are fragmented at the
+/// source in IPv6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Origin {
     Local,
-    Forwarded { in_if: u32 },
+    Forwarded,
 }
 
 /// What the IPsec hook decided.
@@ -129,7 +132,7 @@ impl Stack {
                 self.loopback.push_back(p.payload);
                 Ok(())
             }
-            Some(hop) => self.output4(now, p.payload, hop, Origin::Local),
+            Some(hop) => self.output4(now, p.payload, hop),
         }
     }
 
@@ -168,7 +171,6 @@ impl Stack {
         now: Instant,
         pkt: PacketBuf,
         hop: NextHop<Ipv4Addr>,
-        origin: Origin,
     ) -> Result<(), SendError> {
         let Some((pkt, mtu)) = self.egress(pkt, hop.ifindex, DropReason::IpNoRoute)? else {
             return Ok(());
@@ -183,11 +185,10 @@ impl Stack {
             return Err(SendError::TooBig);
         };
         if d.header.df {
+            // The forwarding path answers this with an ICMP need-frag quoting the packet as
+            // it arrived; a local sender gets EMSGSIZE.
             self.stats.drop(DropReason::IpNeedFrag);
-            if let Origin::Forwarded { in_if } = origin {
-                self.icmp4_error(now, &d, Some(in_if), super::icmp::ErrorKind::NeedFrag(mtu));
-            }
-            return Err(SendError::TooBig);
+            return Err(SendError::NeedFrag(mtu));
         }
         let frags = ipv4::fragment(&d, d.header.ttl, mtu);
         self.stats.counters.ip_fragmented += 1;
