@@ -116,7 +116,9 @@ fn exchange(node_first: bool) {
     assert!(arp.contains("10.0.0.9"), "{arp}");
     assert!(node.ok("ifconfig shmif0").contains("bus mode: netbsd"));
 
-    // A passive reader and our shmif_dumpbus see the same frames, each once.
+    // A passive reader and our shmif_dumpbus see the same frames, each once: first let the
+    // node's link-local DAD end, whose advertisement would otherwise land between the two.
+    node.ok("ifconfig -w 5");
     let attached = shmif::Bus::attach(&bus, &shmif::BusConfig::default()).unwrap();
     assert!(attached.netbsd_mode());
     let mut reader = attached.reader();
