@@ -377,7 +377,7 @@ fn netbsd_bus_is_made_1mib_in_netbsd_mode_and_carries_pings() {
     // The nodes attached with plain `linkstr PATH` and follow the bus's mode.
     for node in ["h1", "h2"] {
         let out = env.ok(&["exec", "nbsd", node, "--", "ifconfig", "shmif0"]);
-        assert!(out.contains("        bus mode: netbsd\n"), "{node}: {out}");
+        assert!(out.contains("\tbus mode: netbsd\n"), "{node}: {out}");
     }
     let out = env.ok(&["exec", "nbsd", "h2", "--", "ping", "-c", "2", "10.0.0.1"]);
     assert!(out.contains("2 packets received"), "{out}");

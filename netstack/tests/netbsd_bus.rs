@@ -32,7 +32,7 @@ fn linkstr_netbsd_creates_a_1mib_netbsd_mode_bus_that_a_plain_peer_joins() {
         let text = n.ok("ifconfig shmif0");
         assert!(
             text.contains(&format!(
-                "        linkstr: {}\n        bus mode: netbsd\n",
+                "\tlinkstr: {}\n\tbus mode: netbsd\n",
                 bus.display()
             )),
             "{text}"
@@ -87,7 +87,7 @@ fn linkstr_netbsd_refuses_an_existing_8mib_bus_naming_interface_and_file() {
     // Without the keyword the same bus is a plain shmlab bus.
     a.iface("shmif0", &bus, "10.0.0.1/24");
     let text = a.ok("ifconfig shmif0");
-    assert!(text.contains("        bus mode: shmlab\n"), "{text}");
+    assert!(text.contains("\tbus mode: shmlab\n"), "{text}");
     assert_eq!(a.json("ifconfig shmif0")["bus_mode"], "shmlab");
 }
 

@@ -287,17 +287,17 @@ fn render(i: &IfInfo) -> String {
         i.mtu
     );
     if let Some(a) = &i.address {
-        s += &format!("        address: {a}\n");
+        s += &format!("\taddress: {a}\n");
     }
     if let Some(l) = &i.linkstr {
-        s += &format!("        linkstr: {l}\n");
+        s += &format!("\tlinkstr: {l}\n");
     }
     if let Some(m) = i.bus_mode {
-        s += &format!("        bus mode: {m}\n");
+        s += &format!("\tbus mode: {m}\n");
     }
     for a in &i.inet {
         s += &format!(
-            "        inet {}/{} broadcast {} flags 0x0\n",
+            "\tinet {}/{} broadcast {} flags 0x0\n",
             a.addr, a.prefix, a.broadcast
         );
     }
@@ -308,7 +308,7 @@ fn render(i: &IfInfo) -> String {
             String::new()
         };
         s += &format!(
-            "        inet6 {}{scope}/{} flags {}",
+            "\tinet6 {}{scope}/{} flags {}",
             a.addr,
             a.prefix,
             bits_text(a.flags, &a.flag_names)
@@ -320,13 +320,13 @@ fn render(i: &IfInfo) -> String {
     }
     if let Some(c) = &i.counters {
         s += &format!(
-            "        input: {} packets, {} bytes, {} errors\n        output: {} packets, {} bytes, {} errors\n",
+            "\tinput: {} packets, {} bytes, {} errors\n\toutput: {} packets, {} bytes, {} errors\n",
             c.ipackets, c.ibytes, c.ierrors, c.opackets, c.obytes, c.oerrors
         );
     }
     if let Some(b) = &i.bus {
         s += &format!(
-            "        bus: sent {} ({} bytes), received {} ({} bytes), filtered {}, lost {}, foreign {}, corrupt {}, resyncs {}, uncounted_resyncs {}, lock_recoveries {} (dead {}, zombie {}, silent {}, stuck {}), ring_resets {}, rx_queue_drops {}\n",
+            "\tbus: sent {} ({} bytes), received {} ({} bytes), filtered {}, lost {}, foreign {}, corrupt {}, resyncs {}, uncounted_resyncs {}, lock_recoveries {} (dead {}, zombie {}, silent {}, stuck {}), ring_resets {}, rx_queue_drops {}\n",
             b.sent, b.sent_bytes, b.received, b.received_bytes, b.filtered, b.lost, b.foreign,
             b.corrupt, b.resyncs, b.uncounted_resyncs, b.lock_recoveries, b.lock_broken_dead,
             b.lock_broken_zombie, b.lock_broken_silent, b.lock_broken_stuck, b.ring_resets,
@@ -335,7 +335,7 @@ fn render(i: &IfInfo) -> String {
     }
     if let Some(t) = &i.tap {
         s += &format!(
-            "        tap: sent {} ({} bytes), received {} ({} bytes), send_errors {}, recv_errors {}, truncated {}, rx_queue_drops {}\n",
+            "\ttap: sent {} ({} bytes), received {} ({} bytes), send_errors {}, recv_errors {}, truncated {}, rx_queue_drops {}\n",
             t.sent, t.sent_bytes, t.received, t.received_bytes, t.send_errors, t.recv_errors,
             t.truncated, t.rx_queue_drops
         );
@@ -682,11 +682,11 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "        inet 10.0.0.1/24 broadcast 10.0.0.255 flags 0x0",
-                "        inet6 fd00:1::1/64 flags 0x0",
-                "        inet6 fd00:2::1/48 flags 0x0",
-                "        inet6 fd00:3::1/56 flags 0x0",
-                "        inet6 fe80::1%shmif0/64 flags 0x0 scopeid 0x1",
+                "\tinet 10.0.0.1/24 broadcast 10.0.0.255 flags 0x0",
+                "\tinet6 fd00:1::1/64 flags 0x0",
+                "\tinet6 fd00:2::1/48 flags 0x0",
+                "\tinet6 fd00:3::1/56 flags 0x0",
+                "\tinet6 fe80::1%shmif0/64 flags 0x0 scopeid 0x1",
             ],
             "{out}"
         );
