@@ -620,7 +620,10 @@ pub fn run(stack: &mut Stack, ctx: &Ctx<'_>) -> Result<Done, CmdError> {
     } else if act.delete || act.alias || act.netmask.is_some() {
         return Err(CmdError::usage("alias, delete and netmask need an address"));
     }
-    if let Some(up) = act.up {
+    // Giving an Ethernet interface an address brings it up on NetBSD (ether_ioctl's
+    // SIOCINITIFADDR), unless the same command says `down`.
+    let added = act.addr.is_some() && !act.delete;
+    if let Some(up) = act.up.or(added.then_some(true)) {
         stack.set_up(name, up).map_err(err)?;
     }
     let nothing = !act.create
