@@ -303,11 +303,7 @@ fn linux_is_our_ndp_neighbour_both_ways_and_ping6_works_in_both_directions() {
         neigh.contains(&format!("fd00:77::2 lladdr {ours}")),
         "{neigh}"
     );
-    let link = ns.ip("-j link show dev tap0");
-    let host_mac = serde_json::from_str::<serde_json::Value>(&link).unwrap()[0]["address"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let host_mac = ns.mac("tap0");
     let ndp = node.ok("ndp -n -a");
     assert!(ndp.contains(&host_mac), "{ndp}");
 

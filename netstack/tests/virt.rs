@@ -41,11 +41,7 @@ fn virt0_create_attaches_tap0_and_the_host_side_pings_the_node() {
         neigh.contains(&format!("10.97.0.2 lladdr {ours}")),
         "{neigh}"
     );
-    let link = ns.ip("-j link show dev tap0");
-    let host_mac = serde_json::from_str::<serde_json::Value>(&link).unwrap()[0]["address"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let host_mac = ns.mac("tap0");
     let arp = node.ok("arp -an");
     assert!(
         arp.contains(&format!("(10.97.0.1) at {host_mac} on virt0")),

@@ -82,18 +82,11 @@ impl Iface {
     /// The IPv4 address to use as source towards `peer`: one on the same subnet, else the
     /// first usable one.
     pub fn source_for(&self, peer: Ipv4Addr) -> Option<Ipv4Addr> {
-        let mut v4 = self.addrs.iter().filter(|a| a.usable()).filter_map(|a| {
-            let mine: Ipv4Addr = a.get()?;
-            Some((mine, a.contains(peer)))
-        });
-        let first = v4.next()?;
-        Some(
-            std::iter::once(first)
-                .chain(v4)
-                .find(|&(_, on)| on)
-                .unwrap_or(first)
-                .0,
-        )
+        let usable = || self.addrs.iter().filter(|a| a.usable());
+        usable()
+            .find(|a| a.contains(peer))
+            .or_else(|| usable().find(|a| a.addr.is_ipv4()))
+            .and_then(|a| a.get())
     }
 
     /// Whether the interface listens to IPv6 group `g`: all-nodes, all-routers on a router,

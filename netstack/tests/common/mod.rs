@@ -280,6 +280,15 @@ impl Netns {
         self.run(&argv)
     }
 
+    /// The MAC address of interface `dev` in the namespace, as `ip` prints it.
+    pub fn mac(&self, dev: &str) -> String {
+        let link = self.ip(&format!("-j link show dev {dev}"));
+        serde_json::from_str::<serde_json::Value>(&link).unwrap()[0]["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Runs a host command inside the namespace; its exit status and output.
     pub fn exec(&self, cmd: &str) -> Out {
         let o = Command::new("ip")
